@@ -1,0 +1,3 @@
+from curate.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The command line: thin glue over curate.stages and curate.io."""

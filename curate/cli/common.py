@@ -1,0 +1,159 @@
+"""Thin glue between typer and the stages: flags derived from params dataclasses, errors, summaries."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from curate.io.errors import EXIT_INTERRUPTED, CurateError
+from curate.io.options import IOOptions
+from curate.params import cli_parameters, from_mapping
+
+EXIT_INTERNAL = 70
+_IO_ONLY = ("inputs", "output")
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group that runs its default command when the first argument is not a subcommand.
+
+    This lets ``curate langid INPUT -o OUT`` and ``curate langid calibrate INPUT -o FILE`` live side by side.
+    """
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def stage_group(help: str) -> typer.Typer:
+    """A typer sub-app whose default command (``run``) handles ``curate STAGE INPUT... -o OUT``."""
+    return typer.Typer(cls=DefaultCommandGroup, help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+@contextlib.contextmanager
+def user_errors(command: str) -> Iterator[None]:
+    """Turn every failure into one line on stderr and a documented exit code (never a bare traceback)."""
+    try:
+        yield
+    except CurateError as exc:
+        typer.echo(f"curate {command}: error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo(f"curate {command}: interrupted; rerun the same command to resume", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (typer.Exit, click.exceptions.Exit, click.ClickException):
+        raise
+    except Exception as exc:
+        if os.environ.get("CURATE_DEBUG"):
+            traceback.print_exc()
+        typer.echo(
+            f"curate {command}: internal error: {type(exc).__name__}: {exc} "
+            "(set CURATE_DEBUG=1 for a traceback, and please report it)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def emit_summary(summary: dict, io: IOOptions) -> None:
+    """--json: the summary on stdout (stderr when stdout carries the data); else one line on stderr."""
+    if io.json_summary:
+        stream = sys.stderr if io.output == "-" else sys.stdout
+        stream.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
+        stream.flush()
+    elif not io.quiet:
+        typer.echo(describe_summary(summary), err=True)
+
+
+def describe_summary(summary: dict) -> str:
+    docs_in, docs_out = summary.get("docs_in"), summary.get("docs_out")
+    line = f"{summary.get('stage', 'curate')}:"
+    if docs_in is not None and docs_out is not None:
+        share = f" ({100 * docs_out / docs_in:.1f}%)" if docs_in else ""
+        line += f" {docs_in:,} docs in → {docs_out:,} kept{share}"
+    if summary.get("removed"):
+        line += " · removed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary["removed"].items()))
+    if not summary.get("complete", True):
+        line += (
+            f" · this task finished {summary.get('units_processed', 0)} unit(s); other tasks still pending"
+        )
+    line += f" · {summary.get('wall_seconds', 0):.1f}s → {summary.get('output', '')}"
+    return line
+
+
+def stage_command(
+    app: typer.Typer,
+    name: str,
+    params_cls: type,
+    *,
+    help: str,
+    examples: str,
+    extra: list[inspect.Parameter] | None = None,
+) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
+    """Register ``fn(params, io, **extra) -> summary`` as a command taking INPUT... -o OUT and every flag.
+
+    The flags come from ``IOOptions`` and ``params_cls`` (one source of truth); ``extra`` adds command-only
+    parameters (e.g. --rejected) that are passed to ``fn`` by keyword.
+    """
+    io_names = [f.name for f in dataclasses.fields(IOOptions) if f.name not in _IO_ONLY]
+    param_names = [f.name for f in dataclasses.fields(params_cls)]
+    extra = extra or []
+
+    def decorator(fn: Callable[..., dict]) -> Callable[..., dict]:
+        def command(**kwargs: Any) -> None:
+            with user_errors(name if name != "run" else fn.__name__):
+                io = from_mapping(IOOptions, {k: kwargs[k] for k in io_names}, "options")
+                io.inputs, io.output = list(kwargs["inputs"]), kwargs["output"]
+                params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
+                summary = fn(params, io, **{p.name: kwargs[p.name] for p in extra})
+                emit_summary(summary, io)
+
+        signature = [
+            inspect.Parameter(
+                "inputs",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=typer.Argument(
+                    ..., metavar="INPUT...", help="Parquet/JSONL files, directories, globs, or -"
+                ),
+                annotation=list[str],
+            ),
+            inspect.Parameter(
+                "output",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(
+                    ..., "-o", "--output", help="Output directory, or - for JSON lines on stdout"
+                ),
+                annotation=str,
+            ),
+            *cli_parameters(params_cls),
+            *extra,
+            *cli_parameters(IOOptions, exclude=_IO_ONLY),
+        ]
+        command.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
+        command.__doc__ = help
+        app.command(name, help=help, epilog=examples)(command)
+        return fn
+
+    return decorator
+
+
+def keyword_option(name: str, annotation: Any, default: Any, *decls: str, help: str) -> inspect.Parameter:
+    """A command-only option (not part of a params dataclass), for ``stage_command(extra=...)``."""
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(default, *decls, help=help),
+        annotation=annotation,
+    )

@@ -1,0 +1,91 @@
+"""`curate langid` and `curate langid calibrate`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from curate.cli.common import keyword_option, stage_command, stage_group
+from curate.io.inputs import BadRows, Columns, iter_batches
+from curate.io.options import IOOptions
+from curate.io.output import write_text_atomic
+from curate.params import option
+from curate.stages.langid import CALIBRATION_CEILING, CALIBRATION_FLOOR, LangidParams, LangidStage, calibrate
+
+app = stage_group(
+    "Language identification with fastText (offline default model): adds lang and lang_score, filters.\n\n"
+    "Usage: curate langid INPUT... -o OUT [options]   (see `curate langid run --help`)"
+)
+
+EXAMPLES = """Examples:
+
+\b
+  curate langid data/ -o out/langid
+  curate langid 'crawl/*.jsonl.zst' -o out --keep en,de,fr --min-score 0.65 --workers 2
+  curate langid docs.parquet -o out --thresholds thresholds.yaml --top-k 3
+  zstdcat x.jsonl.zst | curate langid - -o - | head
+  curate langid data/ -o out --model glotlid/model_v3.bin   # lang=eng, lang_script=Latn
+"""
+
+
+@stage_command(
+    app,
+    "run",
+    LangidParams,
+    help="Add lang, lang_score (and lang_top with --top-k) to every document; optionally filter.",
+    examples=EXAMPLES,
+    extra=[
+        keyword_option("rejected", str | None, None, "--rejected", help="Also write removed documents here.")
+    ],
+)
+def langid(params: LangidParams, io: IOOptions, rejected: str | None = None) -> dict:
+    from curate.io.runner import run_map_stage
+
+    return run_map_stage(LangidStage(params), io, rejected_dir=rejected)
+
+
+@dataclass
+class CalibrateParams:
+    model: str | None = option(
+        None,
+        "fastText LID model (default: bundled lid.176.ftz); unused when the input has lang and lang_score.",
+    )
+    min_docs: int = option(20, "Languages with fewer predicted documents get no threshold.")
+
+
+@stage_command(
+    app,
+    "calibrate",
+    CalibrateParams,
+    help=(
+        "Per-language score thresholds, the FineWeb2 way: for each predicted language, "
+        f"tau = max({CALIBRATION_FLOOR}, min({CALIBRATION_CEILING}, median - std)) of its documents' scores. "
+        "-o names the YAML file to write (- for stdout); use it with `curate langid --thresholds`."
+    ),
+    examples="Examples:\n\n\b\n  curate langid calibrate data/ -o thresholds.yaml\n"
+    "  curate langid data/ -o out --thresholds thresholds.yaml\n",
+)
+def calibrate_command(params: CalibrateParams, io: IOOptions) -> dict:
+    columns = Columns(io.text_column, io.id_column)
+    bad = BadRows(skip=io.on_error == "skip")
+    table = calibrate(
+        iter_batches(io.inputs, columns, io.batch_size, bad=bad), params.model, columns, params.min_docs
+    )
+    lines = [
+        f"# curate langid calibrate: tau = max({CALIBRATION_FLOOR}, min({CALIBRATION_CEILING}, median - std))"
+    ]
+    lines += [
+        f"{lang}: {row['threshold']}  # docs={row['docs']} median={row['median']} std={row['std']}"
+        for lang, row in table.items()
+    ]
+    text = "\n".join(lines) + "\n"
+    if io.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(io.output, text)
+    return {
+        "stage": "langid calibrate",
+        "output": io.output,
+        "languages": table,
+        "errors_skipped": len(bad.records),
+    }

@@ -1,0 +1,419 @@
+"""Finding inputs, planning work units, and streaming them as Arrow record batches.
+
+Inputs are Parquet files, JSON-lines files (optionally .gz / .zst), directories (searched recursively for
+those), globs, and ``-`` for JSON lines on stdin. They are sorted by absolute path, so the plan never depends
+on listing order. A Parquet file is cut into units of at most ``max_rows_per_shard`` rows (from its footer,
+without reading data); a JSON-lines file is one unit. Unit ``i`` becomes output shard ``part-{i:05d}``.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+import zstandard
+
+from curate.io.errors import InputError, UsageError
+
+STDIN = "-"
+_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+_COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+_TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view())
+_MAX_BLOCK_BYTES = 64 << 20  # a JSON-lines block never holds more than this, however big the batch size
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str  # absolute path, or "-" for stdin
+    format: str  # "parquet" | "jsonl"
+    compression: str | None  # None | "gzip" | "zstd"
+    size: int
+    num_rows: int | None  # known for Parquet (footer), unknown for JSON lines
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A slice of one input file that one task processes into one output shard (plus overflow shards)."""
+
+    index: int
+    file: InputFile
+    row_start: int = 0
+    row_stop: int | None = None  # None: to the end of the file
+
+    @property
+    def rows(self) -> int | None:
+        return None if self.row_stop is None else self.row_stop - self.row_start
+
+    def describe(self) -> dict:
+        return {
+            "index": self.index,
+            "path": self.file.path,
+            "row_start": self.row_start,
+            "row_stop": self.row_stop,
+        }
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The column names chosen by --text-column / --id-column."""
+
+    text: str = "text"
+    id: str = "id"
+
+
+class BadRows:
+    """Where readers report bad files and rows: raise (``--on-error fail``) or record and go on (``skip``)."""
+
+    def __init__(self, skip: bool):
+        self.skip = skip
+        self.records: list[dict] = []
+
+    def report(self, error: InputError) -> None:
+        if not self.skip:
+            raise error
+        self.records.append(
+            {"path": error.path, "row": error.row, "column": error.column, "error": error.problem}
+        )
+
+
+def _classify(path: str) -> tuple[str, str | None] | None:
+    name = path.lower()
+    compression = None
+    for suffix, kind in _COMPRESSIONS.items():
+        if name.endswith(suffix):
+            compression, name = kind, name[: -len(suffix)]
+            break
+    if name.endswith(".parquet") and compression is None:
+        return "parquet", None
+    if name.endswith(_JSONL_SUFFIXES):
+        return "jsonl", compression
+    return None
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(("_", ".")) for part in relative.parts)
+
+
+def _expand(spec: str) -> list[str]:
+    if spec == STDIN:
+        return [STDIN]
+    if os.path.isdir(spec):
+        root = Path(spec)
+        found = [
+            str(p)
+            for p in root.rglob("*")
+            if p.is_file() and not _hidden(p.relative_to(root)) and _classify(str(p)) is not None
+        ]
+        if not found:
+            raise InputError(spec, "directory holds no .parquet or .jsonl[.gz|.zst] files")
+        return found
+    if any(ch in spec for ch in "*?["):
+        found = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
+        if not found:
+            raise InputError(spec, "no file matches this pattern")
+        return found
+    if not os.path.exists(spec):
+        raise InputError(spec, "no such file or directory")
+    return [spec]
+
+
+def _stat(path: str) -> InputFile:
+    if path == STDIN:
+        return InputFile(STDIN, "jsonl", None, 0, None)
+    kind = _classify(path)
+    if kind is None:
+        raise InputError(
+            path, "unknown input format: expected .parquet, .jsonl/.json/.ndjson (optionally .gz or .zst)"
+        )
+    fmt, compression = kind
+    size = os.path.getsize(path)
+    num_rows = None
+    if fmt == "parquet":
+        num_rows = parquet_file(path).metadata.num_rows
+    return InputFile(os.path.abspath(path), fmt, compression, size, num_rows)
+
+
+def parquet_file(path: str) -> pq.ParquetFile:
+    """Open a Parquet file, turning a truncated or foreign file into a clear InputError."""
+    if os.path.getsize(path) == 0:
+        raise InputError(path, "not a Parquet file (0 bytes)")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(path, f"not a readable Parquet file, truncated or corrupt ({exc})") from None
+
+
+def resolve_inputs(specs: Sequence[str], bad: BadRows | None = None) -> list[InputFile]:
+    """Expand INPUT arguments into a sorted, de-duplicated list of files (stdin stays where it is: alone)."""
+    if not specs:
+        raise UsageError("no INPUT given (a file, directory, glob, or - for JSON lines on stdin)")
+    paths: set[str] = set()
+    for spec in specs:
+        paths.update(_expand(spec))
+    if STDIN in paths and len(paths) > 1:
+        raise UsageError("- (stdin) cannot be combined with other inputs")
+    files = []
+    for path in sorted(paths, key=lambda p: os.path.abspath(p) if p != STDIN else p):
+        try:
+            files.append(_stat(path))
+        except InputError as exc:
+            if bad is None:
+                raise
+            bad.report(exc)
+    if not files:
+        raise InputError(", ".join(specs), "no readable input files")
+    return files
+
+
+def check_schema(file: InputFile, schema: pa.Schema, columns: Columns) -> None:
+    """The text column must exist and hold strings; everything else passes through untouched."""
+    if columns.text not in schema.names:
+        raise InputError(
+            file.path,
+            f"missing text column '{columns.text}' (columns: {', '.join(schema.names)}; see --text-column)",
+        )
+    text_type = schema.field(columns.text).type
+    if text_type == pa.null():
+        return  # JSON lines whose first rows all have null text: the null check names the row
+    if text_type not in _TEXT_TYPES:
+        raise InputError(file.path, f"expected strings, found {text_type}", column=columns.text)
+
+
+def plan_units(
+    files: Sequence[InputFile], max_rows_per_shard: int, columns: Columns, bad: BadRows | None = None
+) -> list[Unit]:
+    """Cut files into units: Parquet by row count (footer only), JSON lines one unit per file."""
+    units: list[Unit] = []
+    for file in files:
+        if file.format == "parquet":
+            try:
+                check_schema(file, parquet_file(file.path).schema_arrow, columns)
+            except InputError as exc:
+                if bad is None:
+                    raise
+                bad.report(exc)
+                continue
+            assert file.num_rows is not None
+            for start in range(0, file.num_rows, max_rows_per_shard):
+                stop = min(start + max_rows_per_shard, file.num_rows)
+                units.append(Unit(len(units), file, start, stop))
+        elif file.path == STDIN or file.size > 0:
+            units.append(Unit(len(units), file))
+    if not units:
+        raise InputError(
+            ", ".join(f.path for f in files) or "input", "input is empty: no documents to process"
+        )
+    return units
+
+
+def _parquet_batches(unit: Unit, batch_size: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    pf = parquet_file(unit.file.path)
+    stop = unit.row_stop if unit.row_stop is not None else pf.metadata.num_rows
+    groups, first_row, offset = [], None, 0
+    for i in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(i).num_rows
+        if offset < stop and offset + n > unit.row_start:
+            groups.append(i)
+            first_row = offset if first_row is None else first_row
+        offset += n
+    if not groups:
+        return
+    row = first_row
+    try:
+        for batch in pf.iter_batches(batch_size=batch_size, row_groups=groups, use_threads=False):
+            lo, hi = max(unit.row_start - row, 0), min(stop - row, batch.num_rows)
+            if hi > lo:
+                part = batch if (lo, hi) == (0, batch.num_rows) else batch.slice(lo, hi - lo)
+                yield part, np.arange(row + lo, row + hi, dtype=np.int64)
+            row += batch.num_rows
+            if row >= stop:
+                return
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(unit.file.path, f"cannot read Parquet data ({exc})", row=row) from None
+
+
+def open_binary(file: InputFile) -> BinaryIO:
+    """A decompressed binary stream for a JSON-lines input (compression from the name, or sniffed on stdin)."""
+    if file.path == STDIN:
+        raw: BinaryIO = sys.stdin.buffer
+        head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+        compression = "zstd" if head == b"\x28\xb5\x2f\xfd" else "gzip" if head[:2] == b"\x1f\x8b" else None
+    else:
+        raw = open(file.path, "rb")  # noqa: SIM115 - closed by the caller through the returned stream
+        compression = file.compression
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if compression == "zstd":
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))  # type: ignore[arg-type]
+    return raw
+
+
+def _diagnose_line(line: bytes) -> str | None:
+    """Why one JSON line is unusable, or None when it parses on its own."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(value, dict):
+        return f"expected a JSON object, got {type(value).__name__}"
+    return None
+
+
+class _JsonlBlockParser:
+    """Parses blocks of JSON lines with pyarrow, the first block fixing the file's schema.
+
+    pyarrow's JSON reader accepts invalid UTF-8 and reports errors per block, so a block that fails (or does
+    not decode) is re-checked line by line to name the exact line. Columns typed null in the first block
+    (every value null there) are read as strings.
+    """
+
+    def __init__(self, file: InputFile, bad: BadRows):
+        self.file, self.bad = file, bad
+        self.schema: pa.Schema | None = None
+
+    def _parse(self, data: bytes) -> pa.Table:
+        options = pa_json.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="infer")
+        read = pa_json.ReadOptions(block_size=len(data) + 1, use_threads=False)
+        return pa_json.read_json(io.BytesIO(data), read_options=read, parse_options=options)
+
+    def parse(self, lines: list[bytes], line_numbers: list[int]) -> tuple[pa.Table, list[int]]:
+        """Table of the block's good lines and their line numbers."""
+        data = b"".join(lines)
+        try:
+            data.decode("utf-8")
+            table = self._parse(data)
+        except (UnicodeDecodeError, pa.ArrowInvalid):
+            table, line_numbers = self._parse_line_by_line(lines, line_numbers)
+        if self.schema is None and table.num_columns:
+            fields = [pa.field(f.name, pa.string()) if f.type == pa.null() else f for f in table.schema]
+            self.schema = pa.schema(fields)
+            table = table.cast(self.schema)
+        extra = [
+            name for name in table.column_names if self.schema is not None and name not in self.schema.names
+        ]
+        if extra:
+            problem = (
+                f"field(s) {', '.join(extra)} first appear after the first rows, which fix a JSON-lines file's "
+                "columns; put every field in the first rows or convert the file to Parquet"
+            )
+            self.bad.report(InputError(self.file.path, problem, row=line_numbers[0], row_label="line"))
+            table = table.drop_columns(extra)
+        return table, line_numbers
+
+    def _parse_line_by_line(self, lines: list[bytes], line_numbers: list[int]) -> tuple[pa.Table, list[int]]:
+        good, good_numbers = [], []
+        for line, number in zip(lines, line_numbers, strict=True):
+            problem = _diagnose_line(line)
+            if problem is None:
+                try:
+                    self._parse(line)
+                except pa.ArrowInvalid as exc:
+                    problem = f"does not match the columns of the first rows ({exc})"
+            if problem is None:
+                good.append(line)
+                good_numbers.append(number)
+            else:
+                self.bad.report(InputError(self.file.path, problem, row=number, row_label="line"))
+        if not good:
+            return (pa.table({}) if self.schema is None else self.schema.empty_table()), []
+        return self._parse(b"".join(good)), good_numbers
+
+
+def _jsonl_batches(unit: Unit, batch_size: int, bad: BadRows) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    parser = _JsonlBlockParser(unit.file, bad)
+    block: list[bytes] = []
+    numbers: list[int] = []
+    block_bytes = 0
+    with open_binary(unit.file) as stream:
+        for line_no, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            block.append(line if line.endswith(b"\n") else line + b"\n")
+            numbers.append(line_no)
+            block_bytes += len(line)
+            if len(block) >= batch_size or block_bytes >= _MAX_BLOCK_BYTES:
+                yield from _table_batches(*parser.parse(block, numbers))
+                block, numbers, block_bytes = [], [], 0
+    if block:
+        yield from _table_batches(*parser.parse(block, numbers))
+
+
+def _table_batches(table: pa.Table, line_numbers: list[int]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    if table.num_rows:
+        yield table.combine_chunks().to_batches()[0], np.asarray(line_numbers, dtype=np.int64)
+
+
+def read_unit(
+    unit: Unit, columns: Columns, batch_size: int, bad: BadRows
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """Stream a unit as (batch, row number of each row), with the text column checked.
+
+    Rows whose text is null are reported (and dropped when skipping). Row numbers are 0-based rows for
+    Parquet and 1-based line numbers for JSON lines, as error messages say.
+    """
+    if unit.file.format == "parquet":
+        batches = _parquet_batches(unit, batch_size)
+    else:
+        batches = _jsonl_batches(unit, batch_size, bad)
+    schema_checked = False
+    for batch, rows in batches:
+        if not schema_checked:
+            check_schema(unit.file, batch.schema, columns)
+            schema_checked = True
+        text = batch.column(columns.text)
+        if text.type == pa.null() or text.null_count:
+            batch, rows = _drop_null_text(unit, batch, rows, columns, bad)
+            text = batch.column(columns.text)
+        if text.type not in _TEXT_TYPES:
+            batch = batch.set_column(
+                batch.schema.get_field_index(columns.text), columns.text, text.cast(pa.string())
+            )
+        if batch.num_rows:
+            yield batch, rows
+
+
+def _drop_null_text(
+    unit: Unit, batch: pa.RecordBatch, rows: np.ndarray, columns: Columns, bad: BadRows
+) -> tuple[pa.RecordBatch, np.ndarray]:
+    is_null = pc.is_null(batch.column(columns.text))
+    label = "line" if unit.file.format == "jsonl" else "row"
+    null_mask = is_null.to_numpy(zero_copy_only=False)
+    for row in rows[null_mask]:
+        problem = "expected a string, found null or a missing value"
+        bad.report(InputError(unit.file.path, problem, row=int(row), column=columns.text, row_label=label))
+    return batch.filter(pc.invert(is_null)), rows[~null_mask]
+
+
+def iter_batches(
+    specs: Sequence[str] | Sequence[InputFile],
+    columns: Columns,
+    batch_size: int = 10_000,
+    max_rows_per_shard: int = 1 << 62,
+    bad: BadRows | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Every input row in plan order, for global passes (calibration, statistics, clustering)."""
+    bad = bad or BadRows(skip=False)
+    files = [s for s in specs if isinstance(s, InputFile)] or resolve_inputs(specs, bad)  # type: ignore[arg-type]
+    for unit in plan_units(files, max_rows_per_shard, columns, bad):
+        for batch, _ in read_unit(unit, columns, batch_size, bad):
+            yield batch

@@ -1,0 +1,374 @@
+"""Output directories: atomic shards, the recorded plan, per-unit completion, manifest, stats and errors.
+
+Layout of ``OUT/``::
+
+    part-00000.parquet …        one shard per work unit (``part-00000_0001.parquet`` … when a unit overflows
+                                --max-rows-per-shard); zstd-compressed; row groups independent of --batch-size
+    _plan.json                  stage, output-relevant parameters, inputs (path, size) and units: fixed on the
+                                first run, checked on every rerun (resume) and by every array task
+    _progress/unit-00000.json   written after a unit's shards are renamed into place: the unit is finished
+    _manifest.json              written once every unit is finished: version, command, parameters, inputs,
+                                shards (rows, bytes, xxh3-128 checksum)
+    _stats.json                 documents/characters in and out, removals per reason, stage counters, seconds
+    _errors.jsonl               bad files and rows skipped under --on-error skip
+    .tmp/                       shards being written (renamed into place when complete)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+import curate
+from curate.io.errors import OutputError
+
+PLAN = "_plan.json"
+MANIFEST = "_manifest.json"
+STATS = "_stats.json"
+ERRORS = "_errors.jsonl"
+PROGRESS_DIR = "_progress"
+TMP_DIR = ".tmp"
+ROW_GROUP_ROWS = 10_000
+ROW_GROUP_BYTES = 128 << 20
+COMPRESSION = "zstd"
+
+
+def shard_name(unit_index: int, piece: int = 0) -> str:
+    return f"part-{unit_index:05d}.parquet" if piece == 0 else f"part-{unit_index:05d}_{piece:04d}.parquet"
+
+
+def file_checksum(path: str | Path) -> str:
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+    return "xxh3_128:" + digest.hexdigest()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write under a temporary name in the same directory, then rename: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def write_json_atomic(path: str | Path, value: Any) -> None:
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def merge_counters(into: dict, more: dict) -> dict:
+    """Sum nested dicts of counts (stage stats from batches, units and tasks)."""
+    for key, value in more.items():
+        if isinstance(value, dict):
+            merge_counters(into.setdefault(key, {}), value)
+        else:
+            into[key] = into.get(key, 0) + value
+    return into
+
+
+@dataclass
+class ShardInfo:
+    name: str
+    rows: int
+    bytes: int
+    checksum: str
+
+
+@dataclass
+class UnitRecord:
+    """What a finished unit leaves in ``_progress/``: its shards, counters and skipped errors."""
+
+    unit: int
+    shards: list[ShardInfo] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    errors: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> UnitRecord:
+        data = json.loads(path.read_text())
+        return cls(data["unit"], [ShardInfo(**s) for s in data["shards"]], data["stats"], data["errors"])
+
+
+class OutputDir:
+    """An output directory owned by one stage run; knows what is finished and refuses foreign reuse."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # -- planning and resume ---------------------------------------------------------------------------
+    def prepare(self, plan: dict, overwrite: bool) -> None:
+        """Record the plan, or check that an existing one is the same run (resume); refuse otherwise."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / PROGRESS_DIR).mkdir(exist_ok=True)
+            (self.path / TMP_DIR).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot create output directory ({exc.strerror})") from None
+        if not os.access(self.path, os.W_OK):
+            raise OutputError(f"{self.path}: output directory is not writable")
+        plan_path = self.path / PLAN
+        if plan_path.exists():
+            existing = json.loads(plan_path.read_text())
+            if _comparable(existing) == _comparable(plan):
+                return
+            if not overwrite:
+                raise OutputError(
+                    f"{self.path}: holds the output of a different run ({_difference(existing, plan)}); "
+                    "choose another -o or pass --overwrite to replace it"
+                )
+            self.clear()
+        elif self._foreign_files() and not overwrite:
+            raise OutputError(
+                f"{self.path}: is not empty and was not written by this curate run; "
+                "choose another -o or pass --overwrite"
+            )
+        elif overwrite:
+            self.clear()
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / PROGRESS_DIR).mkdir(exist_ok=True)
+        (self.path / TMP_DIR).mkdir(exist_ok=True)
+        write_json_atomic(plan_path, plan)
+
+    def _foreign_files(self) -> list[str]:
+        ours = {PROGRESS_DIR, TMP_DIR}
+        return [p.name for p in self.path.iterdir() if p.name not in ours]
+
+    def clear(self) -> None:
+        """Remove what curate writes in an output directory (and nothing else)."""
+        for entry in self.path.iterdir():
+            if entry.name in (PROGRESS_DIR, TMP_DIR) or (entry.is_dir() and entry.name.startswith("bucket_")):
+                shutil.rmtree(entry)
+            elif entry.name.startswith("part-") or entry.name in (PLAN, MANIFEST, STATS, ERRORS):
+                entry.unlink()
+
+    def progress_path(self, unit_index: int) -> Path:
+        return self.path / PROGRESS_DIR / f"unit-{unit_index:05d}.json"
+
+    def finished(self, unit_index: int) -> UnitRecord | None:
+        """The unit's record when it finished and its shards are still there, else None."""
+        path = self.progress_path(unit_index)
+        if not path.exists():
+            return None
+        record = UnitRecord.load(path)
+        for shard in record.shards:
+            target = self.path / shard.name
+            if not target.exists() or target.stat().st_size != shard.bytes:
+                return None
+        return record
+
+    def mark_finished(self, record: UnitRecord) -> None:
+        write_json_atomic(self.progress_path(record.unit), _record_json(record))
+
+    def discard_unit(self, unit_index: int) -> None:
+        """Remove leftovers of an interrupted attempt at a unit before redoing it."""
+        prefix = f"part-{unit_index:05d}"
+        for directory in (self.path, self.path / TMP_DIR):
+            for entry in directory.glob(prefix + "*"):
+                entry.unlink()
+        self.progress_path(unit_index).unlink(missing_ok=True)
+
+    # -- finishing -------------------------------------------------------------------------------------
+    def finalize(self, plan: dict, records: list[UnitRecord], command: list[str], seconds: float) -> dict:
+        """Write manifest, stats and errors once every unit is finished; return the aggregated stats."""
+        stats: dict = {}
+        errors: list[dict] = []
+        for record in records:
+            merge_counters(stats, record.stats)
+            errors.extend(record.errors)
+        stats = {"stage": plan["stage"], **stats, "wall_seconds": round(seconds, 3)}
+        manifest = {
+            "curate_version": curate.__version__,
+            "stage": plan["stage"],
+            "command": command,
+            "parameters": plan["parameters"],
+            "inputs": plan["inputs"],
+            "shards": [_shard_json(s) for r in records for s in r.shards],
+            "rows": sum(s.rows for r in records for s in r.shards),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        if errors:
+            tmp = self.path / f".{ERRORS}.tmp"
+            with open(tmp, "w") as fh:
+                for error in errors:
+                    fh.write(json.dumps(error, sort_keys=True) + "\n")
+            os.replace(tmp, self.path / ERRORS)
+        write_json_atomic(self.path / STATS, stats)
+        write_json_atomic(self.path / MANIFEST, manifest)
+        return stats
+
+    def all_records(self, unit_count: int) -> list[UnitRecord] | None:
+        records = []
+        for index in range(unit_count):
+            record = self.finished(index)
+            if record is None:
+                return None
+            records.append(record)
+        return records
+
+
+def _record_json(record: UnitRecord) -> dict:
+    return {
+        "unit": record.unit,
+        "shards": [_shard_json(s) for s in record.shards],
+        "stats": record.stats,
+        "errors": record.errors,
+    }
+
+
+def _shard_json(shard: ShardInfo) -> dict:
+    return {"name": shard.name, "rows": shard.rows, "bytes": shard.bytes, "checksum": shard.checksum}
+
+
+def _comparable(plan: dict) -> dict:
+    return {k: plan.get(k) for k in ("stage", "parameters", "inputs", "units")}
+
+
+def _difference(old: dict, new: dict) -> str:
+    if old.get("stage") != new.get("stage"):
+        return f"stage {old.get('stage')} instead of {new.get('stage')}"
+    old_params, new_params = old.get("parameters", {}), new.get("parameters", {})
+    changed = sorted(k for k in set(old_params) | set(new_params) if old_params.get(k) != new_params.get(k))
+    if changed:
+        return "different parameters: " + ", ".join(
+            f"{k}={old_params.get(k)!r} there, {new_params.get(k)!r} now" for k in changed[:4]
+        )
+    if old.get("inputs") != new.get("inputs"):
+        return "different inputs (files added, removed or changed in size)"
+    return "a different plan"
+
+
+class ShardWriter:
+    """Writes one unit's rows as zstd Parquet shards under temporary names; ``commit`` renames them into place.
+
+    Row groups hold ROW_GROUP_ROWS rows (or fewer when they pass ROW_GROUP_BYTES), whatever the batches
+    look like, so the bytes written depend only on the data: resumed, parallel and serial runs agree.
+    """
+
+    def __init__(self, out: OutputDir, unit_index: int, max_rows: int):
+        self.out, self.unit_index, self.max_rows = out, unit_index, max_rows
+        self.schema: pa.Schema | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._piece_rows = 0
+        self._pieces: list[tuple[Path, int]] = []  # (temporary path, rows)
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if self.schema is None:
+            self.schema = batch.schema
+        elif batch.schema != self.schema:
+            batch = batch.cast(self.schema) if batch.schema.names == self.schema.names else batch
+            if batch.schema != self.schema:
+                raise OutputError(
+                    f"shard {shard_name(self.unit_index)}: batch schema changed within one output "
+                    f"({batch.schema} vs {self.schema})"
+                )
+        batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
+        for part in batches:
+            if part.num_rows == 0:
+                continue
+            self._pending.append(part)
+            self._pending_rows += part.num_rows
+            self._pending_bytes += part.nbytes
+            while self._pending_rows >= self._row_group_target():
+                self._flush(self._row_group_target())
+
+    def _row_group_target(self) -> int:
+        room = self.max_rows - self._piece_rows
+        target = min(ROW_GROUP_ROWS, room)
+        if self._pending_bytes > ROW_GROUP_BYTES and self._pending_rows:
+            per_row = self._pending_bytes / self._pending_rows
+            target = max(1, min(target, int(ROW_GROUP_BYTES / per_row)))
+        return target
+
+    def _flush(self, rows: int) -> None:
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        head, rest = table.slice(0, rows), table.slice(rows)
+        if self._writer is None:
+            self._open_piece()
+        assert self._writer is not None
+        self._writer.write_table(head, row_group_size=rows)
+        self._piece_rows += head.num_rows
+        self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+        self._pending_bytes = rest.nbytes if rest.num_rows else 0
+        if self._piece_rows >= self.max_rows:
+            self._close_piece()
+
+    def _open_piece(self) -> None:
+        name = shard_name(self.unit_index, len(self._pieces))
+        tmp = self.out.path / TMP_DIR / name
+        try:
+            self._writer = pq.ParquetWriter(tmp, self.schema, compression=COMPRESSION)
+        except OSError as exc:
+            raise OutputError(f"{tmp}: cannot write ({exc})") from None
+        self._pieces.append((tmp, 0))
+        self._piece_rows = 0
+
+    def _close_piece(self) -> None:
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
+        path, _ = self._pieces[-1]
+        self._pieces[-1] = (path, self._piece_rows)
+        self._piece_rows = 0
+
+    def commit(self) -> list[ShardInfo]:
+        """Flush, close and rename every piece into place; returns the shards with their checksums."""
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        if self._writer is not None:
+            self._close_piece()
+        if not self._pieces and self.schema is not None:
+            self._open_piece()  # a unit whose rows were all removed still gets its (empty) shard
+            self._close_piece()
+        infos = []
+        for tmp, rows in self._pieces:
+            final = self.out.path / tmp.name
+            os.replace(tmp, final)
+            infos.append(ShardInfo(final.name, rows, final.stat().st_size, file_checksum(final)))
+        return infos
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        for tmp, _ in self._pieces:
+            tmp.unlink(missing_ok=True)
+
+
+class JsonlStdoutWriter:
+    """``-o -``: JSON lines on stdout for shell pipelines (no shards, no manifest, no resume)."""
+
+    def __init__(self) -> None:
+        import polars as pl
+
+        self._pl = pl
+        self._out = sys.stdout.buffer
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if batch.num_rows:
+            frame = self._pl.from_arrow(batch)
+            frame.write_ndjson(self._out)  # type: ignore[union-attr]
+            self._out.flush()
+
+
+def input_descriptions(files: Iterable[Any]) -> list[dict]:
+    return [{"path": f.path, "size": f.size} for f in files]

@@ -1,0 +1,242 @@
+"""Runs a MapStage over its inputs: plan, resume, split across workers and array tasks, write, account.
+
+Every unit is processed independently into its own shard(s), so the output does not depend on --workers,
+on how many array tasks share the work, or on the order in which units finish: unit ``i`` is done by task
+``i % num_shards`` and lands in ``part-{i:05d}``. A unit is finished when its record is in ``_progress/``;
+reruns skip finished units, and whoever finishes the last unit writes the manifest and stats.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import curate
+from curate.io.errors import UsageError
+from curate.io.inputs import BadRows, Columns, Unit, plan_units, read_unit, resolve_inputs
+from curate.io.options import IOOptions
+from curate.io.output import (
+    JsonlStdoutWriter,
+    OutputDir,
+    ShardWriter,
+    UnitRecord,
+    input_descriptions,
+    merge_counters,
+)
+from curate.io.progress import Progress
+from curate.params import fingerprint
+from curate.stages.base import MapStage
+
+
+def text_stats(batch: pa.RecordBatch, column: str) -> tuple[int, int]:
+    """(documents, characters) of a batch."""
+    if batch.num_rows == 0:
+        return 0, 0
+    chars = pc.sum(pc.utf8_length(batch.column(column))).as_py() or 0
+    return batch.num_rows, chars
+
+
+@dataclass
+class _Job:
+    """Everything a worker needs besides the unit (picklable, sent once per worker)."""
+
+    stage: MapStage
+    io: IOOptions
+    out: OutputDir | None
+    rejected: OutputDir | None
+
+
+def _process_unit(job: _Job, unit: Unit, report=None) -> UnitRecord:
+    columns = Columns(job.io.text_column, job.io.id_column)
+    bad = BadRows(skip=job.io.on_error == "skip")
+    assert job.out is not None
+    for out in (job.out, job.rejected):
+        if out is not None:
+            out.discard_unit(unit.index)
+    writer = ShardWriter(job.out, unit.index, job.io.max_rows_per_shard)
+    rejected = ShardWriter(job.rejected, unit.index, job.io.max_rows_per_shard) if job.rejected else None
+    stats: dict = {}
+    started = time.perf_counter()
+    try:
+        for batch, _rows in read_unit(unit, columns, job.io.batch_size, bad):
+            result = job.stage.process(batch, columns)
+            _account(stats, batch, result.kept, columns)
+            writer.write(result.kept)
+            if rejected is not None and result.rejected is not None:
+                rejected.write(result.rejected)
+            merge_counters(stats, result.counters)
+            if report is not None:
+                report(batch.num_rows, batch.column(columns.text).nbytes)
+        record = UnitRecord(unit.index, writer.commit(), stats, bad.records)
+        if rejected is not None:
+            job.rejected.mark_finished(UnitRecord(unit.index, rejected.commit()))  # type: ignore[union-attr]
+    except BaseException:
+        writer.abort()
+        if rejected is not None:
+            rejected.abort()
+        raise
+    record.stats["seconds"] = round(time.perf_counter() - started, 3)
+    record.stats["units"] = 1
+    job.out.mark_finished(record)
+    return record
+
+
+def _account(stats: dict, batch: pa.RecordBatch, kept: pa.RecordBatch, columns: Columns) -> None:
+    docs_in, chars_in = text_stats(batch, columns.text)
+    docs_out, chars_out = text_stats(kept, columns.text)
+    merge_counters(
+        stats, {"docs_in": docs_in, "chars_in": chars_in, "docs_out": docs_out, "chars_out": chars_out}
+    )
+
+
+# -- worker processes -------------------------------------------------------------------------------------
+_WORKER_JOB: _Job | None = None
+_WORKER_QUEUE = None
+
+
+def _init_worker(job: _Job, progress_queue) -> None:
+    global _WORKER_JOB, _WORKER_QUEUE
+    _WORKER_JOB, _WORKER_QUEUE = job, progress_queue
+    job.stage.setup()
+
+
+def _worker_report(docs: int, nbytes: int) -> None:
+    if _WORKER_QUEUE is not None:
+        _WORKER_QUEUE.put((docs, nbytes))
+
+
+def _worker_unit(unit: Unit) -> UnitRecord:
+    assert _WORKER_JOB is not None
+    return _process_unit(_WORKER_JOB, unit, _worker_report)
+
+
+def _run_parallel(job: _Job, units: list[Unit], progress: Progress) -> list[UnitRecord]:
+    context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()
+    records = []
+    with ProcessPoolExecutor(
+        job.io.workers, context, initializer=_init_worker, initargs=(job, progress_queue)
+    ) as pool:
+        pending: set[Future] = {pool.submit(_worker_unit, unit) for unit in units}
+        while pending:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            _drain(progress_queue, progress)
+            for future in done:
+                records.append(future.result())
+                progress.update(units=1)
+    _drain(progress_queue, progress)
+    return records
+
+
+def _drain(progress_queue, progress: Progress) -> None:
+    while True:
+        try:
+            docs, nbytes = progress_queue.get_nowait()
+        except queue.Empty:
+            return
+        progress.update(docs, nbytes)
+
+
+# -- entry point ------------------------------------------------------------------------------------------
+def make_plan(stage: MapStage, io: IOOptions, files, units: list[Unit]) -> dict:
+    return {
+        "curate_version": curate.__version__,
+        "stage": stage.name,
+        "parameters": {**fingerprint(stage.params), **stage.identity(), "io": fingerprint(io)},
+        "inputs": input_descriptions(files),
+        "units": [u.describe() for u in units],
+    }
+
+
+def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = None) -> dict:
+    """Run ``stage`` over ``io.inputs`` into ``io.output``; returns the run summary (the --json output)."""
+    io.check()
+    started = time.perf_counter()
+    columns = Columns(io.text_column, io.id_column)
+    bad = BadRows(skip=io.on_error == "skip")
+    files = resolve_inputs(io.inputs, bad)
+    units = plan_units(files, io.max_rows_per_shard, columns, bad)
+    if io.output == "-":
+        return _run_to_stdout(stage, io, units, bad, started)
+    if not io.output:
+        raise UsageError("missing -o/--output (a directory, or - for JSON lines on stdout)")
+
+    plan = make_plan(stage, io, files, units)
+    out = OutputDir(io.output)
+    out.prepare(plan, io.overwrite)
+    rejected = None
+    if rejected_dir:
+        rejected = OutputDir(rejected_dir)
+        rejected.prepare({**plan, "stage": f"{stage.name}:rejected"}, io.overwrite)
+    index, count = io.task()
+    mine = [u for u in units if u.index % count == index]
+    todo = [
+        u for u in mine if out.finished(u.index) is None or (rejected and rejected.finished(u.index) is None)
+    ]
+    total_rows = sum(u.rows or 0 for u in todo) if all(u.rows is not None for u in todo) else None
+    progress = Progress(stage.name, len(todo), total_rows, enabled=not io.quiet)
+    job = _Job(stage, io, out, rejected)
+    if io.workers > 1 and len(todo) > 1:
+        _run_parallel(job, todo, progress)
+    elif todo:
+        stage.setup()
+        for unit in todo:
+            _process_unit(job, unit, progress.update)
+            progress.update(units=1)
+    progress.close()
+
+    records = out.all_records(len(units))
+    summary: dict = {
+        "stage": stage.name,
+        "output": str(out.path),
+        "units": len(units),
+        "units_this_task": len(mine),
+        "units_processed": len(todo),
+        "units_already_done": len(mine) - len(todo),
+        "complete": records is not None,
+    }
+    if records is not None:
+        records[0].errors = bad.records + records[0].errors  # bad files found while planning
+        stats = out.finalize(plan, records, sys.argv, time.perf_counter() - started)
+        if rejected is not None:
+            rejected_records = rejected.all_records(len(units))
+            if rejected_records is not None:
+                rejected.finalize(
+                    {**plan, "stage": f"{stage.name}:rejected"}, rejected_records, sys.argv, 0.0
+                )
+        summary.update(stats)
+        summary["errors_skipped"] = sum(len(r.errors) for r in records)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    if summary.get("docs_in") and summary["wall_seconds"]:
+        summary["docs_per_s"] = round(summary["docs_in"] / summary["wall_seconds"], 1)
+    return summary
+
+
+def _run_to_stdout(stage: MapStage, io: IOOptions, units: list[Unit], bad: BadRows, started: float) -> dict:
+    columns = Columns(io.text_column, io.id_column)
+    writer = JsonlStdoutWriter()
+    stage.setup()
+    stats: dict = {}
+    for unit in units:
+        for batch, _rows in read_unit(unit, columns, io.batch_size, bad):
+            result = stage.process(batch, columns)
+            _account(stats, batch, result.kept, columns)
+            merge_counters(stats, result.counters)
+            writer.write(result.kept)
+    if bad.records:
+        for record in bad.records:
+            print(f"skipped: {record}", file=sys.stderr)
+    return {
+        "stage": stage.name,
+        "output": "-",
+        **stats,
+        "errors_skipped": len(bad.records),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+    }

@@ -1,0 +1,194 @@
+"""One source of truth for every stage's parameters.
+
+A stage declares its parameters once, as a dataclass whose fields are made with :func:`option`. From that
+single declaration curate derives the CLI flags (:func:`cli_parameters`), the validation of YAML/JSON config
+and recipe sections (:func:`from_mapping`), and what the manifest records (:func:`to_dict`,
+:func:`fingerprint`). Nobody keeps a second list of the same options by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import hashlib
+import inspect
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from curate.io.errors import UsageError
+
+_LIST_SEPARATOR = ","
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    choices: list[str] | None = None,
+    fingerprint: bool = True,
+) -> Any:
+    """A dataclass field with the metadata the CLI, config files and manifest need.
+
+    ``fingerprint=False`` marks parameters that cannot change the output (worker counts, verbosity), so a
+    resumed run may change them freely.
+    """
+    metadata = {"help": help, "flag": flag, "short": short, "choices": choices, "fingerprint": fingerprint}
+    if isinstance(default, list | dict | set):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """``Optional[X]`` → (X, True); anything else → (tp, False)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _list_item_type(tp: Any) -> Any | None:
+    return typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
+
+
+def _default_of(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return field.default
+
+
+def cli_parameters(cls: type, exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """Keyword-only parameters (typer options) for every field of ``cls``; lists are comma-separated."""
+    params = []
+    for field in dataclasses.fields(cls):
+        if field.name in exclude:
+            continue
+        tp, optional = _unwrap_optional(_field_types(cls)[field.name])
+        default = _default_of(field)
+        item = _list_item_type(tp)
+        if item is not None:
+            cli_type: Any = str | None
+            default = _LIST_SEPARATOR.join(map(str, default)) if default else None
+        elif tp is Path:
+            cli_type = str | None if optional else str
+            default = None if default is None else str(default)
+        else:
+            cli_type = tp | None if optional else tp
+        decls = [flag_of(field)] + ([field.metadata["short"]] if field.metadata.get("short") else [])
+        if field.metadata.get("choices"):
+            choices = enum.Enum(f"{field.name}_choices", {c: c for c in field.metadata["choices"]}, type=str)
+            cli_type = choices | None if optional else choices
+            default = None if default is None else choices(default)
+        info = typer.Option(default, *decls, help=field.metadata.get("help", ""), show_default=True)
+        params.append(
+            inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=cli_type)
+        )
+    return params
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Convert a CLI string or a YAML value to the field's declared type, or raise a UsageError naming ``where``."""
+    tp, optional = _unwrap_optional(tp)
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None:
+        if optional:
+            return None
+        raise UsageError(f"{where}: a value is required")
+    item = _list_item_type(tp)
+    if item is not None:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(_LIST_SEPARATOR) if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise UsageError(f"{where}: expected a list, got {value!r}")
+        return [_convert(v, item, where) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"{where}: expected true or false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool) or (tp is int and isinstance(value, float) and not value.is_integer()):
+            raise UsageError(f"{where}: expected {tp.__name__}, got {value!r}")
+        try:
+            return tp(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{where}: expected {tp.__name__}, got {value!r}") from None
+    if tp in (str, Path):
+        if not isinstance(value, str | Path):
+            raise UsageError(f"{where}: expected a string, got {value!r}")
+        return tp(value)
+    if typing.get_origin(tp) is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    return value
+
+
+def from_mapping(cls: type, values: dict[str, Any], where: str = "config") -> Any:
+    """Build ``cls`` from a mapping (CLI keywords, a YAML section); unknown keys and bad types are errors."""
+    hints = _field_types(cls)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    aliases = {k.replace("-", "_"): k for k in values}
+    unknown = [aliases[k] for k in aliases if k not in by_name]
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected some of {', '.join(sorted(by_name))}"
+        )
+    kwargs = {}
+    for key, original in aliases.items():
+        field = by_name[key]
+        value = _convert(values[original], hints[key], f"{where}: {original}")
+        choices = field.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            raise UsageError(f"{where}: {original} must be one of {', '.join(choices)}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def to_dict(params: Any) -> dict[str, Any]:
+    """JSON-ready view of a params dataclass (paths as strings), for manifests and summaries."""
+    return json.loads(json.dumps(dataclasses.asdict(params), default=str))
+
+
+def fingerprint(params: Any) -> dict[str, Any]:
+    """The fields that can change the output: a resumed run must match them exactly."""
+    out = to_dict(params)
+    return {f.name: out[f.name] for f in dataclasses.fields(params) if f.metadata.get("fingerprint", True)}
+
+
+def digest(value: Any) -> str:
+    """Stable short hash of a JSON-ready value."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def describe(cls: type) -> list[dict[str, Any]]:
+    """Field table (name, flag, type, default, help) for docs and the recipe schema."""
+    hints = _field_types(cls)
+    return [
+        {
+            "name": f.name,
+            "flag": flag_of(f),
+            "type": str(hints[f.name]).replace("typing.", ""),
+            "default": _default_of(f),
+            "help": f.metadata.get("help", ""),
+            "choices": f.metadata.get("choices"),
+        }
+        for f in dataclasses.fields(cls)
+    ]

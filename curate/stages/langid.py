@@ -1,0 +1,277 @@
+"""Language identification with fastText: adds ``lang``/``lang_score`` and filters by language and score.
+
+The bundled default model is fastText's lid.176.ftz (176 languages, 917 KB), so the stage works offline right
+after install. Any fastText LID model loads with ``--model``: lid.176.bin, GlotLID (``__label__eng_Latn``:
+``lang=eng``, ``lang_script=Latn``), OpenLID. Newlines become spaces before prediction, as fastText expects.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from curate.io.errors import InputError, UsageError
+from curate.io.inputs import Columns
+from curate.io.output import file_checksum
+from curate.params import option
+from curate.stages.base import MapStage, StageOutput
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "lid.176.ftz"
+LABEL_PREFIX = "__label__"
+TOP_TYPE = pa.list_(pa.struct([("lang", pa.string()), ("score", pa.float32())]))
+# FineWeb2's per-language threshold: tau = max(FLOOR, min(CEILING, median - std)) of the language's scores.
+CALIBRATION_FLOOR, CALIBRATION_CEILING = 0.3, 0.9
+_HISTOGRAM_BINS = 10_000
+
+
+@dataclass
+class LangidParams:
+    model: str | None = option(None, "fastText LID model file (default: the bundled lid.176.ftz).")
+    keep: list[str] = option([], "Keep only these languages, e.g. en,de,fr (or eng_Latn for GlotLID labels).")
+    min_score: float | None = option(None, "Drop documents whose top language score is below this.")
+    thresholds: str | None = option(
+        None, "YAML/JSON file: language → minimum score (a 'default' key applies to unlisted languages)."
+    )
+    top_k: int | None = option(None, "Also add lang_top: the K best {lang, score} pairs.")
+
+
+def load_model(path: str | None):
+    """Load a fastText model, quietly (fastText prints a warning on stderr for every load)."""
+    import fasttext
+
+    model_path = Path(path) if path else DEFAULT_MODEL
+    if not model_path.is_file():
+        raise UsageError(f"{model_path}: language-ID model not found (see --model)")
+    fasttext.FastText.eprint = lambda *args, **kwargs: None
+    try:
+        return fasttext.load_model(str(model_path))
+    except ValueError as exc:
+        raise UsageError(f"{model_path}: not a fastText model ({exc})") from None
+
+
+def split_label(label: str) -> tuple[str, str | None]:
+    """``__label__en`` → (en, None); ``__label__eng_Latn`` → (eng, Latn)."""
+    code = label[len(LABEL_PREFIX) :] if label.startswith(LABEL_PREFIX) else label
+    lang, _, script = code.partition("_")
+    return lang, (script or None)
+
+
+def load_thresholds(path: str) -> dict[str, float]:
+    try:
+        with open(path) as fh:
+            data = json.load(fh) if path.endswith(".json") else yaml.safe_load(fh)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path}: cannot read thresholds ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, int | float) for v in data.values()):
+        raise UsageError(f"{path}: expected a mapping of language → number (e.g. en: 0.65)")
+    return {str(k): float(v) for k, v in data.items()}
+
+
+class Predictor:
+    """Batched fastText prediction with label normalisation cached per label."""
+
+    def __init__(self, model_path: str | None):
+        self.model = load_model(model_path)
+        self._labels: dict[str, tuple[str, str | None]] = {}
+        self.has_script = any(split_label(lbl)[1] for lbl in self.model.get_labels()[:50])
+
+    def predict(self, text: pa.Array, k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+        """Top-k codes (``lang`` or ``lang_Script``) per document and their scores, shape (n, k)."""
+        flat = pc.replace_substring(pc.replace_substring(text, "\n", " "), "\r", " ").to_pylist()
+        labels, probs = self.model.predict(flat, k=k)
+        scores = np.zeros((len(flat), k), dtype=np.float32)
+        for row, p in enumerate(probs):
+            scores[row, : len(p)] = p
+        return [[self._code(lbl) for lbl in row] for row in labels], scores
+
+    def _code(self, label: str) -> str:
+        parts = self._labels.get(label)
+        if parts is None:
+            parts = self._labels[label] = split_label(label)
+        return parts[0] if parts[1] is None else f"{parts[0]}_{parts[1]}"
+
+
+class LangidStage(MapStage):
+    name = "langid"
+
+    def __init__(self, params: LangidParams):
+        super().__init__(params)
+        self.thresholds = load_thresholds(params.thresholds) if params.thresholds else {}
+        if params.top_k is not None and params.top_k < 1:
+            raise UsageError("--top-k must be ≥ 1")
+        self.predictor: Predictor | None = None
+
+    def identity(self) -> dict:
+        model = Path(self.params.model) if self.params.model else DEFAULT_MODEL
+        ident = {"model_checksum": file_checksum(model) if model.is_file() else None}
+        if self.thresholds:
+            ident["threshold_values"] = self.thresholds
+        return ident
+
+    def setup(self) -> None:
+        self.predictor = Predictor(self.params.model)
+
+    def process(self, batch: pa.RecordBatch, columns: Columns) -> StageOutput:
+        if self.predictor is None:
+            self.setup()
+        assert self.predictor is not None
+        k = self.params.top_k or 1
+        codes, scores = self.predictor.predict(batch.column(columns.text), k)
+        full = pa.array([row[0] for row in codes], pa.string())
+        lang, script = _split_codes(full) if self.predictor.has_script else (full, None)
+        score = pa.array(scores[:, 0], pa.float32())
+        annotated = _append(batch, "lang", lang)
+        annotated = _append(annotated, "lang_score", score)
+        if script is not None:
+            annotated = _append(annotated, "lang_script", script)
+        if self.params.top_k:
+            annotated = _append(annotated, "lang_top", _top_column(codes, scores))
+
+        reason = self._reasons(lang, full, scores[:, 0])
+        kept_mask = pc.is_null(reason)
+        kept = annotated.filter(kept_mask)
+        rejected = annotated.filter(pc.invert(kept_mask)).append_column(
+            "reason", reason.filter(pc.invert(kept_mask))
+        )
+        counters = {
+            "removed": _value_counts(reason.filter(pc.invert(kept_mask))),
+            "by_lang": _per_language(lang, batch.column(columns.text), kept_mask),
+        }
+        return StageOutput(kept, rejected, counters)
+
+    def _reasons(self, lang: pa.Array, full: pa.Array, score: np.ndarray) -> pa.Array:
+        """Why each document is removed (first failing rule), or null when it is kept."""
+        n = len(lang)
+        reasons = np.full(n, None, dtype=object)
+        if self.thresholds:
+            keys = [k for k in self.thresholds if k != "default"]
+            index = pc.index_in(lang, value_set=pa.array(keys, pa.string())).to_numpy(zero_copy_only=False)
+            per_doc = np.full(n, self.thresholds.get("default", 0.0), dtype=np.float64)
+            found = ~np.isnan(index.astype(np.float64))
+            per_doc[found] = np.array([self.thresholds[k] for k in keys])[index[found].astype(np.int64)]
+            reasons[score < per_doc] = "lang_score_below_threshold"
+        if self.params.min_score is not None:
+            reasons[score < self.params.min_score] = "lang_score_below_min"
+        if self.params.keep:
+            wanted = pa.array(self.params.keep, pa.string())
+            kept = pc.or_(pc.is_in(lang, value_set=wanted), pc.is_in(full, value_set=wanted))
+            reasons[~kept.to_numpy(zero_copy_only=False)] = "lang_not_kept"
+        return pa.array(reasons, pa.string())
+
+
+def _append(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:
+    """Add a column, replacing one of the same name (a rerun of langid on its own output)."""
+    if name in batch.schema.names:
+        batch = batch.drop_columns([name])
+    return batch.append_column(name, values)
+
+
+def _split_codes(full: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """``eng_Latn`` → (``eng``, ``Latn``); a code without a script gets a null script."""
+    parts = pc.extract_regex(full, r"^(?P<lang>[^_]*)_?(?P<script>.*)$")
+    script = parts.field("script")
+    return parts.field("lang"), pc.if_else(pc.equal(script, ""), pa.scalar(None, pa.string()), script)
+
+
+def _top_column(codes: list[list[str]], scores: np.ndarray) -> pa.Array:
+    k = scores.shape[1]
+    flat_codes = [c for row in codes for c in (row + [None] * (k - len(row)))]
+    structs = pa.StructArray.from_arrays(
+        [pa.array(flat_codes, pa.string()), pa.array(scores.reshape(-1), pa.float32())],
+        names=["lang", "score"],
+    )
+    offsets = pa.array(np.arange(0, len(codes) * k + 1, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, structs).cast(TOP_TYPE)
+
+
+def _value_counts(values: pa.Array) -> dict[str, int]:
+    if len(values) == 0:
+        return {}
+    return {item["values"]: item["counts"] for item in pc.value_counts(values).to_pylist()}
+
+
+def _per_language(lang: pa.Array, text: pa.Array, kept: pa.Array) -> dict[str, dict[str, int]]:
+    chars = pc.utf8_length(text)
+    table = pa.table({"lang": lang, "chars": chars, "kept": pc.cast(kept, pa.int64())})
+    table = table.append_column("kept_chars", pc.multiply(table["chars"], table["kept"]))
+    grouped = table.group_by("lang").aggregate(
+        [("chars", "count"), ("chars", "sum"), ("kept", "sum"), ("kept_chars", "sum")]
+    )
+    return {
+        row["lang"]: {
+            "docs_in": row["chars_count"],
+            "chars_in": row["chars_sum"],
+            "docs_out": row["kept_sum"],
+            "chars_out": row["kept_chars_sum"],
+        }
+        for row in grouped.to_pylist()
+    }
+
+
+class ScoreHistogram:
+    """Per-language score distribution in fixed bins: bounded memory, mergeable, exact enough for medians."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, np.ndarray] = {}
+        self.sums: dict[str, np.ndarray] = {}  # [sum, sum of squares]
+
+    def add(self, lang: pa.Array, score: np.ndarray) -> None:
+        bins = np.minimum((score * _HISTOGRAM_BINS).astype(np.int64), _HISTOGRAM_BINS - 1)
+        codes = (
+            pc.dictionary_encode(lang).combine_chunks()
+            if isinstance(lang, pa.ChunkedArray)
+            else pc.dictionary_encode(lang)
+        )
+        indices = codes.indices.to_numpy(zero_copy_only=False)
+        for i, name in enumerate(codes.dictionary.to_pylist()):
+            mask = indices == i
+            counts = self.counts.setdefault(name, np.zeros(_HISTOGRAM_BINS, dtype=np.int64))
+            counts += np.bincount(bins[mask], minlength=_HISTOGRAM_BINS)
+            sums = self.sums.setdefault(name, np.zeros(2))
+            chosen = score[mask].astype(np.float64)
+            sums += (chosen.sum(), (chosen**2).sum())
+
+    def thresholds(self, min_docs: int) -> dict[str, dict[str, float]]:
+        """FineWeb2 thresholds per language with at least ``min_docs`` documents."""
+        result = {}
+        for lang in sorted(self.counts):
+            counts = self.counts[lang]
+            n = int(counts.sum())
+            if n < min_docs:
+                continue
+            mean = self.sums[lang][0] / n
+            std = float(np.sqrt(max(self.sums[lang][1] / n - mean**2, 0.0)))
+            median_bin = int(np.searchsorted(np.cumsum(counts), (n + 1) / 2))
+            median = (median_bin + 0.5) / _HISTOGRAM_BINS
+            tau = max(CALIBRATION_FLOOR, min(CALIBRATION_CEILING, median - std))
+            result[lang] = {
+                "threshold": round(tau, 4),
+                "docs": n,
+                "median": round(median, 4),
+                "std": round(std, 4),
+            }
+        return result
+
+
+def calibrate(batches, model: str | None, columns: Columns, min_docs: int) -> dict[str, dict[str, float]]:
+    """Per-language thresholds from predicted scores (existing ``lang``/``lang_score`` columns are reused)."""
+    histogram = ScoreHistogram()
+    predictor: Predictor | None = None
+    for batch in batches:
+        if "lang" in batch.schema.names and "lang_score" in batch.schema.names:
+            lang = batch.column("lang")
+            score = batch.column("lang_score").to_numpy(zero_copy_only=False).astype(np.float32)
+        else:
+            predictor = predictor or Predictor(model)
+            codes, scores = predictor.predict(batch.column(columns.text))
+            lang, score = pa.array([row[0] for row in codes], pa.string()), scores[:, 0]
+        if pc.any(pc.is_null(lang)).as_py():
+            raise InputError("input", "column 'lang' has nulls; calibrate expects langid output or raw text")
+        histogram.add(lang, score)
+    return histogram.thresholds(min_docs)
