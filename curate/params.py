@@ -111,6 +111,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if value is None:
         if optional:
             return None
+        if _list_item_type(tp) is not None:
+            return []  # an empty list flag on the CLI
         raise UsageError(f"{where}: a value is required")
     item = _list_item_type(tp)
     if item is not None:

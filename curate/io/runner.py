@@ -11,9 +11,12 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import sys
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +36,8 @@ from curate.io.output import (
 from curate.io.progress import Progress
 from curate.params import fingerprint
 from curate.stages.base import MapStage
+
+T = TypeVar("T")
 
 
 def text_stats(batch: pa.RecordBatch, column: str) -> tuple[int, int]:
@@ -65,15 +70,23 @@ def _process_unit(job: _Job, unit: Unit, report=None) -> UnitRecord:
     stats: dict = {}
     started = time.perf_counter()
     try:
-        for batch, _rows in read_unit(unit, columns, job.io.batch_size, bad):
-            result = job.stage.process(batch, columns)
-            _account(stats, batch, result.kept, columns)
-            writer.write(result.kept)
-            if rejected is not None and result.rejected is not None:
-                rejected.write(result.rejected)
-            merge_counters(stats, result.counters)
-            if report is not None:
-                report(batch.num_rows, batch.column(columns.text).nbytes)
+        # Reading (a thread ahead) and writing (a thread behind) overlap with the stage's work: pyarrow
+        # releases the GIL while it decodes and compresses. One writer thread keeps the batches in order.
+        with ThreadPoolExecutor(1, thread_name_prefix="curate-write") as write_thread:
+            writes: list[Future] = []
+            for batch, _rows in prefetch(read_unit(unit, columns, job.io.batch_size, bad)):
+                result = job.stage.process(batch, columns)
+                _account(stats, batch, result.kept, columns)
+                writes.append(write_thread.submit(writer.write, result.kept))
+                if rejected is not None and result.rejected is not None:
+                    writes.append(write_thread.submit(rejected.write, result.rejected))
+                merge_counters(stats, result.counters)
+                if report is not None:
+                    report(batch.num_rows, batch.column(columns.text).nbytes)
+                while len(writes) > _WRITES_IN_FLIGHT:
+                    writes.pop(0).result()
+            for write in writes:
+                write.result()
         record = UnitRecord(unit.index, writer.commit(), stats, bad.records)
         if rejected is not None:
             job.rejected.mark_finished(UnitRecord(unit.index, rejected.commit()))  # type: ignore[union-attr]
@@ -86,6 +99,35 @@ def _process_unit(job: _Job, unit: Unit, report=None) -> UnitRecord:
     record.stats["units"] = 1
     job.out.mark_finished(record)
     return record
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_END = object()
+_PREFETCH_DEPTH = 2
+_WRITES_IN_FLIGHT = 2
+
+
+def prefetch(items: Iterator[T], depth: int = _PREFETCH_DEPTH) -> Iterator[T]:
+    """Produce ``items`` in a background thread, up to ``depth`` ahead of the consumer (errors re-raised)."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+
+    def fill() -> None:
+        try:
+            for item in items:
+                buffer.put(item)
+            buffer.put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(_Failure(exc))
+
+    threading.Thread(target=fill, daemon=True, name="curate-read").start()
+    while (item := buffer.get()) is not _END:
+        if isinstance(item, _Failure):
+            raise item.error
+        yield item
 
 
 def _account(stats: dict, batch: pa.RecordBatch, kept: pa.RecordBatch, columns: Columns) -> None:

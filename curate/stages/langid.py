@@ -7,6 +7,7 @@ after install. Any fastText LID model loads with ``--model``: lid.176.bin, GlotL
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,27 +75,36 @@ def load_thresholds(path: str) -> dict[str, float]:
 
 
 class Predictor:
-    """Batched fastText prediction with label normalisation cached per label."""
+    """Batched fastText prediction: one C++ call per batch, labels normalised once per distinct label."""
 
     def __init__(self, model_path: str | None):
         self.model = load_model(model_path)
-        self._labels: dict[str, tuple[str, str | None]] = {}
         self.has_script = any(split_label(lbl)[1] for lbl in self.model.get_labels()[:50])
 
-    def predict(self, text: pa.Array, k: int = 1) -> tuple[list[list[str]], np.ndarray]:
-        """Top-k codes (``lang`` or ``lang_Script``) per document and their scores, shape (n, k)."""
-        flat = pc.replace_substring(pc.replace_substring(text, "\n", " "), "\r", " ").to_pylist()
-        labels, probs = self.model.predict(flat, k=k)
-        scores = np.zeros((len(flat), k), dtype=np.float32)
-        for row, p in enumerate(probs):
-            scores[row, : len(p)] = p
-        return [[self._code(lbl) for lbl in row] for row in labels], scores
+    def predict(self, text: pa.Array, k: int = 1) -> tuple[pa.Array, np.ndarray]:
+        """Top-k codes (``lang`` or ``lang_Script``) flattened to n·k entries, and scores of shape (n, k)."""
+        # fastText reads one line per document: newlines become spaces, and each line ends in "\n". The
+        # binding's own per-text Python check is skipped: this is the same C++ call, over the whole batch.
+        lines = pc.binary_join_element_wise(pc.replace_substring(text, "\n", " "), pa.scalar("\n"), "")
+        labels, probs = self.model.f.multilinePredict(lines.to_pylist(), k, 0.0, "strict")
+        if all(len(row) == k for row in labels):
+            scores = np.asarray(probs, dtype=np.float32).reshape(len(labels), k)
+            flat = list(itertools.chain.from_iterable(labels))
+        else:  # models with fewer than k labels
+            scores = np.zeros((len(labels), k), dtype=np.float32)
+            for row, p in enumerate(probs):
+                scores[row, : len(p)] = p
+            flat = [lbl for row in labels for lbl in (row + [None] * (k - len(row)))]
+        encoded = pc.dictionary_encode(pa.array(flat, pa.string()))
+        codes = pa.array([_code(lbl) for lbl in encoded.dictionary.to_pylist()], pa.string())
+        return pc.take(codes, encoded.indices), scores
 
-    def _code(self, label: str) -> str:
-        parts = self._labels.get(label)
-        if parts is None:
-            parts = self._labels[label] = split_label(label)
-        return parts[0] if parts[1] is None else f"{parts[0]}_{parts[1]}"
+
+def _code(label: str | None) -> str | None:
+    if label is None:
+        return None
+    lang, script = split_label(label)
+    return lang if script is None else f"{lang}_{script}"
 
 
 class LangidStage(MapStage):
@@ -123,7 +133,7 @@ class LangidStage(MapStage):
         assert self.predictor is not None
         k = self.params.top_k or 1
         codes, scores = self.predictor.predict(batch.column(columns.text), k)
-        full = pa.array([row[0] for row in codes], pa.string())
+        full = codes if k == 1 else pc.take(codes, pa.array(np.arange(0, len(codes), k)))
         lang, script = _split_codes(full) if self.predictor.has_script else (full, None)
         score = pa.array(scores[:, 0], pa.float32())
         annotated = _append(batch, "lang", lang)
@@ -179,14 +189,10 @@ def _split_codes(full: pa.Array) -> tuple[pa.Array, pa.Array]:
     return parts.field("lang"), pc.if_else(pc.equal(script, ""), pa.scalar(None, pa.string()), script)
 
 
-def _top_column(codes: list[list[str]], scores: np.ndarray) -> pa.Array:
-    k = scores.shape[1]
-    flat_codes = [c for row in codes for c in (row + [None] * (k - len(row)))]
-    structs = pa.StructArray.from_arrays(
-        [pa.array(flat_codes, pa.string()), pa.array(scores.reshape(-1), pa.float32())],
-        names=["lang", "score"],
-    )
-    offsets = pa.array(np.arange(0, len(codes) * k + 1, k, dtype=np.int32))
+def _top_column(codes: pa.Array, scores: np.ndarray) -> pa.Array:
+    n, k = scores.shape
+    structs = pa.StructArray.from_arrays([codes, pa.array(scores.reshape(-1), pa.float32())], names=["lang", "score"])
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, structs).cast(TOP_TYPE)
 
 
@@ -269,8 +275,8 @@ def calibrate(batches, model: str | None, columns: Columns, min_docs: int) -> di
             score = batch.column("lang_score").to_numpy(zero_copy_only=False).astype(np.float32)
         else:
             predictor = predictor or Predictor(model)
-            codes, scores = predictor.predict(batch.column(columns.text))
-            lang, score = pa.array([row[0] for row in codes], pa.string()), scores[:, 0]
+            lang, scores = predictor.predict(batch.column(columns.text))
+            score = scores[:, 0]
         if pc.any(pc.is_null(lang)).as_py():
             raise InputError("input", "column 'lang' has nulls; calibrate expects langid output or raw text")
         histogram.add(lang, score)

@@ -1,0 +1,103 @@
+"""The command line as users call it: pipelines on stdin/stdout, --json, exit codes, help, the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+from conftest import write_parquet
+
+CURATE = [sys.executable, "-m", "curate"]
+
+
+def curate(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CURATE, *args], input=stdin, capture_output=True, timeout=300)
+
+
+def test_stdin_to_stdout_pipeline():
+    lines = [
+        json.dumps({"id": str(i), "text": t, "n": i})
+        for i, t in enumerate(["Guten Morgen, wie geht es dir heute?", "Good morning, how are you today?"])
+    ]
+    compressed = zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode())
+    result = curate(
+        "langid", "-", "-o", "-", "--keep", "en", stdin=compressed
+    )  # compression is sniffed on stdin
+    assert result.returncode == 0, result.stderr.decode()
+    rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [(r["id"], r["lang"], r["n"]) for r in rows] == [("1", "en", 1)]
+
+
+def test_json_summary_and_resume(small_corpus, tmp_path):
+    out = tmp_path / "out"
+    first = curate("langid", str(small_corpus), "-o", str(out), "--json", "--max-rows-per-shard", "200")
+    assert first.returncode == 0, first.stderr.decode()
+    summary = json.loads(first.stdout)
+    assert summary["docs_in"] == 1200 and summary["units"] == 6 and summary["complete"]
+    assert set(summary["by_lang"]) >= {"en", "de", "fr"}
+    second = json.loads(
+        curate("langid", str(small_corpus), "-o", str(out), "--json", "--max-rows-per-shard", "200").stdout
+    )
+    assert second["units_already_done"] == 6 and second["units_processed"] == 0
+
+
+def test_exit_codes_and_one_line_errors(tmp_path):
+    write_parquet(tmp_path / "in.parquet", pa.table({"body": ["no text column"]}))
+    bad = curate("langid", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out"))
+    assert bad.returncode == 3
+    message = bad.stderr.decode().strip()
+    assert (
+        message.count("\n") == 0
+        and "in.parquet: missing text column 'text'" in message
+        and "Traceback" not in message
+    )
+
+    usage = curate("langid", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out"), "--on-error", "maybe")
+    assert usage.returncode == 2
+    missing = curate("langid", str(tmp_path / "nope.parquet"), "-o", str(tmp_path / "out"))
+    assert missing.returncode == 3 and "no such file" in missing.stderr.decode()
+
+    write_parquet(tmp_path / "ok.parquet", pa.table({"text": ["hello world"]}))
+    assert curate("langid", str(tmp_path / "ok.parquet"), "-o", str(tmp_path / "o2")).returncode == 0
+    refused = curate("langid", str(tmp_path / "ok.parquet"), "-o", str(tmp_path / "o2"), "--min-score", "0.5")
+    assert refused.returncode == 4 and "--overwrite" in refused.stderr.decode()
+
+
+def test_help_has_examples():
+    for args in (
+        ["--help"],
+        ["langid", "--help"],
+        ["langid", "run", "--help"],
+        ["langid", "calibrate", "--help"],
+    ):
+        result = curate(*args)
+        assert result.returncode == 0
+    assert "Examples:" in curate("langid", "run", "--help").stdout.decode()
+
+
+def test_calibrate_writes_loadable_yaml(small_corpus, tmp_path):
+    result = curate(
+        "langid", "calibrate", str(small_corpus), "-o", str(tmp_path / "t.yaml"), "--min-docs", "50"
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    import yaml
+
+    thresholds = yaml.safe_load((tmp_path / "t.yaml").read_text())
+    assert "en" in thresholds and 0.3 <= thresholds["en"] <= 0.9
+    run = curate(
+        "langid", str(small_corpus), "-o", str(tmp_path / "out"), "--thresholds", str(tmp_path / "t.yaml")
+    )
+    assert run.returncode == 0, run.stderr.decode()
+
+
+def test_demo_runs_and_prints_a_summary(tmp_path):
+    result = curate("demo", "-o", str(tmp_path / "demo"), "--docs", "300")
+    assert result.returncode == 0, result.stderr.decode()
+    text = result.stdout.decode()
+    assert "langid" in text and "docs in" in text
+    assert pq.read_table(Path(tmp_path / "demo" / "langid")).num_rows > 200
