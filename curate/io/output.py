@@ -16,15 +16,16 @@ Layout of ``OUT/``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,16 +57,29 @@ def file_checksum(path: str | Path) -> str:
     return "xxh3_128:" + digest.hexdigest()
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write under a temporary name in the same directory, then rename: readers never see half a file."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it is renamed to ``path``, on failure removed.
+
+    Readers never see half a file, whatever kind of file it is (JSON, YAML, CSV, raw token files, models).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        with open(tmp, mode) as handle:
+            yield handle
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
 
 
 def write_json_atomic(path: str | Path, value: Any) -> None:
