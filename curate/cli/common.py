@@ -93,6 +93,19 @@ def describe_summary(summary: dict) -> str:
     return line
 
 
+@dataclasses.dataclass(frozen=True)
+class RecipeStage:
+    """A stage as recipes call it: the same params dataclass and function as its command."""
+
+    name: str
+    params_cls: type
+    run: Callable[..., dict]
+    extra: tuple[str, ...]
+
+
+RECIPE_STAGES: dict[str, RecipeStage] = {}
+
+
 def stage_command(
     app: typer.Typer,
     name: str,
@@ -101,11 +114,13 @@ def stage_command(
     help: str,
     examples: str,
     extra: list[inspect.Parameter] | None = None,
+    recipe: str | None = None,
 ) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
     """Register ``fn(params, io, **extra) -> summary`` as a command taking INPUT... -o OUT and every flag.
 
     The flags come from ``IOOptions`` and ``params_cls`` (one source of truth); ``extra`` adds command-only
-    parameters (e.g. --rejected) that are passed to ``fn`` by keyword.
+    parameters (e.g. --rejected) that are passed to ``fn`` by keyword. ``recipe`` names the stage in
+    recipe YAML (``curate run``), which validates its section against the same ``params_cls``.
     """
     io_names = [f.name for f in dataclasses.fields(IOOptions) if f.name not in _IO_ONLY]
     param_names = [f.name for f in dataclasses.fields(params_cls)]
@@ -144,6 +159,8 @@ def stage_command(
         command.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
         command.__doc__ = help
         app.command(name, help=help, epilog=examples)(command)
+        if recipe:
+            RECIPE_STAGES[recipe] = RecipeStage(recipe, params_cls, fn, tuple(p.name for p in extra))
         return fn
 
     return decorator

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from curate.cli.common import user_errors
-from curate.io.options import IOOptions
+from curate.io.errors import UsageError
 from curate.io.output import OutputDir, ShardWriter
 from curate.sample import generate
 
@@ -22,18 +22,6 @@ def write_sample(out: Path, docs: int, seed: int) -> Path:
     writer.write(generate(docs, seed))
     writer.commit()
     return out
-
-
-def _summary_table(rows: list[tuple[str, dict]]) -> str:
-    header = f"{'stage':<10} {'docs in':>9} {'docs out':>9} {'kept':>7} {'chars out':>11} {'seconds':>8}"
-    lines = [header, "-" * len(header)]
-    for name, s in rows:
-        kept = 100 * s.get("docs_out", 0) / max(s.get("docs_in", 0), 1)
-        lines.append(
-            f"{name:<10} {s.get('docs_in', 0):>9,} {s.get('docs_out', 0):>9,} {kept:>6.1f}% "
-            f"{s.get('chars_out', 0):>11,} {s.get('wall_seconds', 0):>8.2f}"
-        )
-    return "\n".join(lines)
 
 
 def _language_table(by_lang: dict) -> str:
@@ -54,24 +42,37 @@ def register(app: typer.Typer) -> None:
 
     @app.command(
         "demo",
-        help="Generate the sample corpus and run the main pipeline on it, then print a summary table.",
+        help="Generate the sample corpus and run the demo recipe on it, then print a summary table.",
         epilog="Example:\n\n\b\n  curate demo -o demo-out",
     )
     def demo_command(
         output: Path = typer.Option(
             Path("demo-out"), "-o", "--output", help="Where the demo writes everything."
         ),
+        recipe: Path = typer.Option(Path("recipes/demo.yaml"), help="The pipeline to run on the sample."),
         docs: int = typer.Option(2_000, help="Documents in the generated sample."),
         seed: int = typer.Option(0, help="Random seed."),
     ) -> None:
-        from curate.io.runner import run_map_stage
-        from curate.stages.langid import LangidParams, LangidStage
+        from curate.cli.run import summary_table
+        from curate.recipes import load_recipe, run_recipe
 
         with user_errors("demo"):
+            if not recipe.exists():
+                raise UsageError(
+                    f"{recipe}: recipe not found (run from the repository root, or pass --recipe)"
+                )
             sample = write_sample(output / "sample", docs, seed)
-            io = IOOptions(inputs=[str(sample)], output=str(output / "langid"), overwrite=True, quiet=True)
-            langid = run_map_stage(LangidStage(LangidParams(min_score=0.5)), io)
-            typer.echo(f"curate demo: {docs:,} generated documents in {sample}\n")
-            typer.echo(_summary_table([("langid", langid)]))
-            typer.echo("\n" + _language_table(langid.get("by_lang", {})))
+            loaded = load_recipe(
+                recipe, str(output), {"quiet": True, "overwrite": True}, inputs=[str(sample)]
+            )
+            summaries = run_recipe(loaded)
+            typer.echo(f"curate demo: {docs:,} generated documents in {sample}, recipe {recipe}\n")
+            typer.echo(
+                summary_table(
+                    [(s.name, summary) for s, summary in zip(loaded.stages, summaries, strict=False)]
+                )
+            )
+            by_lang = next((s["by_lang"] for s in summaries if "by_lang" in s), None)
+            if by_lang:
+                typer.echo("\n" + _language_table(by_lang))
             typer.echo(f"\noutputs under {output}/ (each stage: part-*.parquet, _manifest.json, _stats.json)")

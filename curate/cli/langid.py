@@ -37,6 +37,7 @@ EXAMPLES = """Examples:
     extra=[
         keyword_option("rejected", str | None, None, "--rejected", help="Also write removed documents here.")
     ],
+    recipe="langid",
 )
 def langid(params: LangidParams, io: IOOptions, rejected: str | None = None) -> dict:
     from curate.io.runner import run_map_stage

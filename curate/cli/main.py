@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import curate
-from curate.cli import demo, langid
+from curate.cli import demo, langid, run
 
 app = typer.Typer(
     help="curate: streaming tools that turn raw text corpora into pretraining data.\n\n"
@@ -19,6 +19,7 @@ app = typer.Typer(
 # stage commands (one line each)
 app.add_typer(langid.app, name="langid")
 demo.register(app)
+run.register(app)
 
 
 def _version(value: bool) -> None:
