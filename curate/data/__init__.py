@@ -1,0 +1,1 @@
+"""Data files shipped with curate (per-language quality settings, ...)."""
