@@ -1,0 +1,1 @@
+"""Deduplication: exact (hashed keys) and MinHash-LSH near-duplicates, out of core; FineWeb2 rehydration."""

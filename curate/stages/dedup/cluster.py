@@ -1,0 +1,212 @@
+"""Out-of-core grouping of equal keys and union-find over compact document ids.
+
+Each band (or exact-dedup key) is grouped separately: its keys are read part by part; when a band has more
+than `partition_rows` keys they are first scattered by their top bits into partition files on disk, so only
+one partition is sorted in memory at a time. Documents with equal keys are unioned; the union keeps the
+smaller id as root, so every cluster's root is its first document in input order whatever the band order.
+Resident memory beyond one partition: the parent array (4 bytes per document below 2^31 documents).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+
+import numba as nb
+import numpy as np
+
+NO_KEY = np.uint64(0)  # band key of a document without shingles: never grouped
+
+
+@nb.njit(cache=True)
+def find(parent, x):
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:  # path compression
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
+
+
+@nb.njit(cache=True)
+def _union(parent, x, y):
+    rx = find(parent, x)
+    ry = find(parent, y)
+    if rx < ry:
+        parent[ry] = rx
+    elif ry < rx:
+        parent[rx] = ry
+
+
+@nb.njit(cache=True)
+def run_edges(keys, secondary, ids):
+    """Edges (first id of a run, other id) for runs of equal (keys, secondary) in sorted keys; NO_KEY skipped."""
+    n_edges = 0
+    for i in range(1, len(keys)):
+        if keys[i] == keys[i - 1] and secondary[i] == secondary[i - 1] and keys[i] != NO_KEY:
+            n_edges += 1
+    left = np.empty(n_edges, dtype=np.int64)
+    right = np.empty(n_edges, dtype=np.int64)
+    e = 0
+    first = 0
+    for i in range(1, len(keys)):
+        if keys[i] == keys[i - 1] and secondary[i] == secondary[i - 1] and keys[i] != NO_KEY:
+            a, b = ids[first], ids[i]
+            left[e] = min(a, b)
+            right[e] = max(a, b)
+            e += 1
+        else:
+            first = i
+    return left, right
+
+
+@nb.njit(cache=True)
+def union_pairs(parent, left, right):
+    for i in range(len(left)):
+        _union(parent, left[i], right[i])
+
+
+@nb.njit(cache=True)
+def flatten(parent):
+    """Point every document straight at its root (the smallest id of its cluster)."""
+    for i in range(len(parent)):
+        parent[i] = parent[parent[i]]  # parents have smaller ids, so they are already flat
+
+
+def new_parent(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+
+
+def _group_in_memory(keys: np.ndarray, secondary: np.ndarray | None, ids: np.ndarray) -> Iterator[np.ndarray]:
+    if secondary is None:
+        order = np.argsort(keys, kind="stable")
+        sec = np.zeros(len(keys), np.uint64)
+    else:
+        order = np.lexsort((secondary, keys))
+        sec = secondary[order]
+    yield run_edges(keys[order], sec, ids[order].astype(np.int64))
+
+
+def group_equal_keys(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray | None]],
+    total: int,
+    partition_rows: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Edges (lower id, higher id) joining documents with equal keys, partition by partition.
+
+    `chunks` yields (keys, secondary or None) part by part, in id order; every document with a key shared by
+    others gets one edge to the group's first document.
+    """
+    if total <= partition_rows:
+        keys, secondary = _concat(chunks)
+        yield from _group_in_memory(keys, secondary, np.arange(len(keys), dtype=np.int64))
+        return
+    bits = int(np.ceil(np.log2(total / partition_rows))) + 1
+    with tempfile.TemporaryDirectory(prefix="curate-dedup-") as tmp:
+        files = [open(os.path.join(tmp, f"p{i:05d}"), "wb") for i in range(1 << bits)]  # noqa: SIM115
+        has_secondary = False
+        try:
+            start = 0
+            for keys, secondary in chunks:
+                ids = np.arange(start, start + len(keys), dtype=np.int64)
+                start += len(keys)
+                bucket = (keys >> np.uint64(64 - bits)).astype(np.int64)
+                order = np.argsort(bucket, kind="stable")
+                bounds = np.searchsorted(bucket[order], np.arange((1 << bits) + 1))
+                has_secondary = secondary is not None
+                columns = [keys, ids.view(np.uint64)] + ([secondary] if has_secondary else [])
+                rows = np.stack(columns, axis=1)[order]
+                for p in np.nonzero(np.diff(bounds))[0]:
+                    rows[bounds[p] : bounds[p + 1]].tofile(files[p])
+        finally:
+            for fh in files:
+                fh.close()
+        width = 3 if has_secondary else 2
+        for i in range(1 << bits):
+            rows = np.fromfile(os.path.join(tmp, f"p{i:05d}"), dtype=np.uint64).reshape(-1, width)
+            ids = rows[:, 1].view(np.int64)
+            yield from _group_in_memory(rows[:, 0].copy(), rows[:, 2].copy() if has_secondary else None, ids)
+
+
+def _concat(chunks: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+    keys, secondary = [], []
+    for k, s in chunks:
+        keys.append(k)
+        secondary.append(s)
+    key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    sec = None if not secondary or secondary[0] is None else np.concatenate(secondary)  # type: ignore[arg-type]
+    return key, sec
+
+
+def union_edges(parent: np.ndarray, edges: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
+    for left, right in edges:
+        union_pairs(parent, left.astype(parent.dtype), right.astype(parent.dtype))
+
+
+def unique_edges(edges: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct edges, sorted (encoded as left·total + right while merging)."""
+    codes = np.zeros(0, np.int64)
+    for left, right in edges:
+        codes = np.union1d(codes, left * total + right)
+    return codes // max(total, 1), codes % max(total, 1)
+
+
+@nb.njit(parallel=True, cache=True)
+def edge_jaccard(flat, offsets, left, right):
+    """Exact Jaccard of sorted unique uint32 sets `flat[offsets[i]:offsets[i+1]]` for each edge (row indices)."""
+    out = np.empty(len(left), dtype=np.float64)
+    for e in nb.prange(len(left)):
+        i, j = offsets[left[e]], offsets[right[e]]
+        i_end, j_end = offsets[left[e] + 1], offsets[right[e] + 1]
+        inter = 0
+        while i < i_end and j < j_end:
+            if flat[i] == flat[j]:
+                inter += 1
+                i += 1
+                j += 1
+            elif flat[i] < flat[j]:
+                i += 1
+            else:
+                j += 1
+        union = (offsets[left[e] + 1] - offsets[left[e]]) + (offsets[right[e] + 1] - offsets[right[e]]) - inter
+        out[e] = inter / union if union else 0.0
+    return out
+
+
+def members_in_clusters(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids of documents in clusters of ≥ 2, size of each one's cluster); `parent` must be flat."""
+    is_child = parent != np.arange(len(parent), dtype=parent.dtype)
+    roots_with_children = np.unique(parent[is_child])
+    in_cluster = is_child.copy()
+    in_cluster[roots_with_children] = True
+    members = np.nonzero(in_cluster)[0]
+    roots = parent[members]
+    _, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
+    return members, counts[inverse].astype(np.int64)
+
+
+def gather(values: Iterator[np.ndarray], wanted: np.ndarray) -> np.ndarray:
+    """values[wanted] for a column read part by part (wanted sorted ascending), without holding the column."""
+    out = []
+    start = 0
+    for chunk in values:
+        stop = start + len(chunk)
+        lo, hi = np.searchsorted(wanted, [start, stop])
+        out.append(chunk[wanted[lo:hi] - start])
+        start = stop
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def choose_kept(roots: np.ndarray, members: np.ndarray, keep_values: np.ndarray | None) -> np.ndarray:
+    """Whether each cluster member is the one kept: the largest keep value, ties (and `first`) to the lowest id."""
+    if keep_values is None:
+        return members == roots
+    order = np.lexsort((members, -keep_values, roots))
+    first_of_root = np.ones(len(order), dtype=bool)
+    first_of_root[1:] = roots[order][1:] != roots[order][:-1]
+    kept = np.zeros(len(members), dtype=bool)
+    kept[order[first_of_root]] = True
+    return kept

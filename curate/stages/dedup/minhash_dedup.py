@@ -1,0 +1,386 @@
+"""MinHash-LSH near-duplicate removal in three resumable passes: signatures → cluster → filter.
+
+signatures: per input unit, one Parquet part with each document's id hash, keep value and one 64-bit key per
+  LSH band (band_000 …), i.e. partitioned by band column-wise.
+cluster: per band, documents with equal keys are unioned (out of core, see cluster.py); clusters of ≥ 2 are
+  written with the kept member marked. With --against, documents sharing a band key with an index document
+  (confirmed by exact Jaccard when both stores keep shingle sets) are duplicates of it: their whole cluster goes.
+filter: a MapStage through the shared runner: looks each document up by its id hash (ids must be unique).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.io.errors import InputError, UsageError
+from curate.io.inputs import Columns
+from curate.io.options import IOOptions
+from curate.io.output import OutputDir, ShardWriter, UnitRecord, atomic_open
+from curate.params import digest, fingerprint
+from curate.stages.base import MapStage, StageOutput
+from curate.stages.dedup import cluster as uf
+from curate.stages.dedup import store
+from curate.stages.dedup.minhash import LshParams, band_keys, permutations, signatures
+from curate.stages.dedup.params import ClusterParams, FilterParams, SignatureParams
+from curate.stages.dedup.shingles import normalize, shingle_hashes, shingle_sets
+
+SIGNATURES = "signatures"
+CLUSTERS = "clusters"
+CLUSTER_SCHEMA = pa.schema([
+    ("id_hi", pa.uint64()), ("id_lo", pa.uint64()), ("cluster_id", pa.int64()),
+    ("cluster_size", pa.int64()), ("keep", pa.bool_()),
+])
+
+
+def band_column(band: int) -> str:
+    return f"band_{band:03d}"
+
+
+def keep_values(batch: pa.RecordBatch, columns: Columns, keep: str, where: str) -> np.ndarray:
+    """The value --keep maximises: text length for `longest`, the column for `max:COLUMN`, 0 for `first`."""
+    if keep == "first":
+        return np.zeros(batch.num_rows)
+    if keep == "longest":
+        return pc.utf8_length(batch.column(columns.text)).to_numpy(zero_copy_only=False).astype(np.float64)
+    name = keep[4:]
+    if name not in batch.schema.names:
+        raise InputError(where, f"--keep {keep}: no column '{name}' (columns: {', '.join(batch.schema.names)})")
+    try:
+        values = pc.cast(batch.column(name), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise InputError(where, f"--keep {keep}: expected a numeric column, found {batch.schema.field(name).type}",
+                         column=name) from None
+    return pc.fill_null(values, -np.inf).to_numpy(zero_copy_only=False)
+
+
+class SignatureComputer:
+    """Turns a batch of documents into signature rows (kept picklable and cheap to rebuild)."""
+
+    def __init__(self, params: SignatureParams):
+        params.check()
+        self.params = params
+        self.lsh = LshParams.choose(params.threshold, params.num_perm, params.false_positive_weight,
+                                    params.false_negative_weight)
+        self.a, self.b = permutations(params.num_perm, params.seed)
+        self.norm = params.normalization()
+
+    def header(self) -> dict:
+        return {"signature_parameters": fingerprint(self.params), "bands": self.lsh.bands, "rows": self.lsh.rows,
+                "normalization": self.norm.describe()}
+
+    def band_keys(self, texts: pa.Array) -> tuple[np.ndarray, pa.Array | None]:
+        """Band keys (bands × documents) and, with --verify, each document's shingle set (list<uint32>)."""
+        hashes, offsets = shingle_hashes(normalize(texts, self.norm), self.params.shingle, self.params.ngram)
+        keys = band_keys(signatures(hashes, offsets, self.a, self.b), self.lsh.bands, self.lsh.rows)
+        keys[:, np.diff(offsets) == 0] = uf.NO_KEY
+        sets = None
+        if self.params.verify:
+            values, set_offsets = shingle_sets(hashes, offsets)
+            sets = pa.LargeListArray.from_arrays(pa.array(set_offsets), pa.array(values))
+        return keys, sets
+
+    def __call__(self, batch: pa.RecordBatch, columns: Columns, where: str) -> pa.RecordBatch:
+        id_hi, id_lo = store.document_ids(batch, columns, where)
+        keys, sets = self.band_keys(batch.column(columns.text))
+        arrays = [pa.array(id_hi), pa.array(id_lo), pa.array(keep_values(batch, columns, self.params.keep, where))]
+        names = ["id_hi", "id_lo", "keep_value"]
+        for band in range(self.lsh.bands):
+            arrays.append(pa.array(keys[band]))
+            names.append(band_column(band))
+        if sets is not None:
+            arrays.append(sets)
+            names.append("shingles")
+        return pa.RecordBatch.from_arrays(arrays, names)
+
+
+def compute_signatures(params: SignatureParams, io: IOOptions, out: str | Path) -> dict:
+    computer = SignatureComputer(params)
+    summary = store.run_unit_pass(SIGNATURES, io, params, computer.header(), out, computer)
+    summary["lsh"] = computer.lsh.describe()
+    return summary
+
+
+def _check_compatible(index: dict, corpus: dict, index_path: str) -> None:
+    keys = ("bands", "rows", "normalization")
+    a, b = index["signature_parameters"], corpus["signature_parameters"]
+    same = ("num_perm", "ngram", "shingle", "seed", "threshold")
+    different = [k for k in keys if index[k] != corpus[k]] + [k for k in same if a[k] != b[k]]
+    if different:
+        raise UsageError(f"--against {index_path}: the index was made with other signature parameters ("
+                         + ", ".join(f"{k}: {index.get(k, a.get(k))} there, {corpus.get(k, b.get(k))} here"
+                                     for k in different) + ")")
+
+
+def _edges_name(plan: dict, index: int, count: int) -> str:
+    """Per-task union-find results; the plan digest keeps files of an overwritten run from being reused."""
+    return f"edges-{digest(plan)}-{index:05d}-of-{count:05d}.npz"
+
+
+def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str | Path, io: IOOptions) -> dict:
+    """Union-find over the bands of this task (all bands with one task), then clusters once all tasks are done."""
+    started = time.perf_counter()
+    header = store.read_header(sig_dir, SIGNATURES)
+    index_header = store.read_header(params.against, SIGNATURES) if params.against else None
+    if index_header is not None:
+        _check_compatible(index_header, header, params.against)  # type: ignore[arg-type]
+    parts = store.part_files(sig_dir)
+    total = int(store.part_rows(parts).sum())
+    task, count = io.task()
+    plan = {"stage": "dedup cluster", "parameters": {**fingerprint(params), "signatures": header,
+                                                     "against": index_header}, "inputs": [str(sig_dir)],
+            "units": [{"tasks": count}]}
+    out = OutputDir(out_path)
+    out.prepare(plan, io.overwrite)
+    store.drop_stale_header(out.path, plan)
+    for stale in out.path.glob("edges-*.npz"):
+        if f"-{digest(plan)}-" not in stale.name:
+            stale.unlink(missing_ok=True)
+    edges_path = out.path / _edges_name(plan, task, count)
+    if not edges_path.exists():
+        parent = uf.new_parent(total)
+        matched = np.zeros(total, dtype=bool)
+        verify = header["signature_parameters"]["verify"]
+        my_bands = range(task, header["bands"], count)
+        edges = (edge for band in my_bands for edge in uf.group_equal_keys(
+            ((k, None) for k in store.read_column(parts, band_column(band))), total, params.partition_rows))
+        if verify:
+            left, right = uf.unique_edges(edges, total)
+            ok = verified(parts, left, right, header["signature_parameters"]["threshold"])
+            edges = iter([(left[ok], right[ok])])
+        uf.union_edges(parent, edges)
+        if params.against:
+            assert index_header is not None
+            verify_index = verify and index_header["signature_parameters"]["verify"]
+            threshold = header["signature_parameters"]["threshold"]
+            matched[_index_matches(parts, store.part_files(params.against), my_bands, verify_index, threshold)] = True
+        uf.flatten(parent)
+        children = np.nonzero(parent != np.arange(total, dtype=parent.dtype))[0]
+        with atomic_open(edges_path, "wb") as handle:
+            np.savez(handle, child=children, root=parent[children].astype(np.int64), matched=np.nonzero(matched)[0])
+    summary = {"stage": "dedup cluster", "output": str(out.path), "documents": total, "task": task, "tasks": count}
+    pending = [i for i in range(count) if not (out.path / _edges_name(plan, i, count)).exists()]
+    if pending:
+        summary["complete"] = False
+        return summary
+    summary.update(_write_clusters(out, plan, parts, total, count))
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def load_sets(parts: list[Path], docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle sets of `docs` (sorted compact ids) as (flat uint32 values, offsets), reading part by part."""
+    flat, offsets = [np.zeros(0, np.uint32)], [np.zeros(1, np.int64)]
+    start = 0
+    for part in parts:
+        column = pq.read_table(part, columns=["shingles"]).column(0).combine_chunks()
+        lo, hi = np.searchsorted(docs, [start, start + len(column)])
+        if hi > lo:
+            picked = column.take(pa.array(docs[lo:hi] - start))
+            flat.append(picked.flatten().to_numpy())
+            offsets.append(offsets[-1][-1] + np.diff(picked.offsets.to_numpy()).cumsum())
+        start += len(column)
+    return np.concatenate(flat), np.concatenate(offsets)
+
+
+def verified(parts: list[Path], left: np.ndarray, right: np.ndarray, threshold: float,
+             right_parts: list[Path] | None = None) -> np.ndarray:
+    """Which candidate edges have exact Jaccard ≥ threshold on the stored shingle sets.
+
+    `right` ids refer to `right_parts` when given (an --against index), else to `parts`. Only the sets of
+    documents that appear in an edge are loaded.
+    """
+    if right_parts is None:
+        docs = np.union1d(left, right)
+        values, offsets = load_sets(parts, docs)
+        return uf.edge_jaccard(values, offsets, np.searchsorted(docs, left), np.searchsorted(docs, right)) >= threshold
+    left_docs, right_docs = np.unique(left), np.unique(right)
+    left_values, left_offsets = load_sets(parts, left_docs)
+    right_values, right_offsets = load_sets(right_parts, right_docs)
+    values = np.concatenate([left_values, right_values])
+    offsets = np.concatenate([left_offsets, right_offsets[1:] + left_offsets[-1]])
+    right_rows = np.searchsorted(right_docs, right) + len(left_docs)
+    return uf.edge_jaccard(values, offsets, np.searchsorted(left_docs, left), right_rows) >= threshold
+
+
+def _index_matches(parts: list[Path], index_parts: list[Path], bands: range, verify: bool,
+                   threshold: float) -> np.ndarray:
+    """Compact ids of corpus documents that share a band key with an index document (and, with verify, whose
+    exact Jaccard with that index document reaches the threshold)."""
+    corpus_docs, index_docs = [], []
+    for band in bands:
+        column = band_column(band)
+        index_keys = np.concatenate(list(store.read_column(index_parts, column)))
+        order = np.argsort(index_keys, kind="stable")
+        sorted_keys = index_keys[order]
+        keys = np.concatenate(list(store.read_column(parts, column)))
+        if not len(sorted_keys):
+            continue
+        pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        hit = (sorted_keys[pos] == keys) & (keys != uf.NO_KEY)
+        corpus_docs.append(np.nonzero(hit)[0])
+        index_docs.append(order[pos[hit]])
+    if not corpus_docs:
+        return np.zeros(0, np.int64)
+    pairs = np.unique(np.stack([np.concatenate(corpus_docs), np.concatenate(index_docs)], axis=1), axis=0)
+    if verify and len(pairs):
+        pairs = pairs[verified(parts, pairs[:, 0], pairs[:, 1], threshold, index_parts)]
+    return np.unique(pairs[:, 0])
+
+
+def _write_clusters(out: OutputDir, plan: dict, parts: list[Path], total: int, count: int) -> dict:
+    parent = uf.new_parent(total)
+    matched = np.zeros(total, dtype=bool)
+    for i in range(count):
+        with np.load(out.path / _edges_name(plan, i, count)) as edges:
+            uf.union_pairs(parent, edges["child"].astype(parent.dtype), edges["root"].astype(parent.dtype))
+            matched[edges["matched"]] = True
+    uf.flatten(parent)
+    keep_rule = store.read_header(parts[0].parent, SIGNATURES)["signature_parameters"]["keep"]
+    return write_clusters(out, plan, parts, parent, keep_rule, matched)
+
+
+def write_clusters(
+    out: OutputDir, plan: dict, parts: list[Path], parent: np.ndarray, keep_rule: str,
+    matched: np.ndarray | None = None,
+) -> dict:
+    """Write the clusters table (documents in clusters of ≥ 2, and documents matching an index) and finish `out`.
+
+    `parent` is the flat union-find array; a cluster's id is the id hash of its first document.
+    """
+    total = len(parent)
+    matched = np.zeros(total, dtype=bool) if matched is None else matched
+    in_index = np.zeros(total, dtype=bool)
+    in_index[parent[matched]] = True  # roots of clusters touching the index
+    members, sizes = uf.members_in_clusters(parent)
+    extra = np.setdiff1d(np.nonzero(matched)[0], members)  # matched singletons
+    members = np.concatenate([members, extra])
+    sizes = np.concatenate([sizes, np.ones(len(extra), np.int64)])
+    order = np.argsort(members, kind="stable")
+    members, sizes = members[order], sizes[order]
+    roots = parent[members].astype(np.int64)
+    values = None if keep_rule == "first" else store_gather(parts, "keep_value", members)
+    kept = uf.choose_kept(roots, members, values) & ~in_index[roots]
+    id_hi = store_gather(parts, "id_hi", members).astype(np.uint64)
+    id_lo = store_gather(parts, "id_lo", members).astype(np.uint64)
+    root_hi = id_hi[np.searchsorted(members, roots)]
+    table = pa.table([id_hi, id_lo, root_hi.view(np.int64), sizes, kept], schema=CLUSTER_SCHEMA)
+    table = table.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
+    _check_unique_ids(table)
+    writer = ShardWriter(out, 0, 1 << 62)
+    writer.write(table)
+    record = UnitRecord(0, writer.commit(), {"docs_in": total})
+    out.mark_finished(record)
+    stats = {
+        "documents": total,
+        "documents_in_clusters": int(np.count_nonzero(sizes > 1)),
+        "clusters": int(np.count_nonzero((members == roots) & (sizes > 1))),
+        "duplicates_removed": int(len(members) - np.count_nonzero(kept)),
+        "matched_index": int(np.count_nonzero(matched)),
+    }
+    out.finalize(plan, [record], [], 0.0)
+    store.write_header(out.path, {"kind": CLUSTERS, **stats}, plan)
+    return {**stats, "complete": True}
+
+
+def store_gather(parts: list[Path], column: str, wanted: np.ndarray) -> np.ndarray:
+    return uf.gather(store.read_column(parts, column), wanted)
+
+
+def _check_unique_ids(table: pa.Table) -> None:
+    hi = table.column("id_hi").to_numpy()
+    lo = table.column("id_lo").to_numpy()
+    same = (hi[1:] == hi[:-1]) & (lo[1:] == lo[:-1])
+    if same.any():
+        raise InputError("input", "two documents share one id; dedup finds documents by --id-column, "
+                                  "so ids must be unique (give each document its own id)")
+
+
+class ClusterLookup:
+    """The clusters table in memory (only documents in clusters), searched by 128-bit id hash."""
+
+    def __init__(self, path: str | Path):
+        store.read_header(path, CLUSTERS)
+        table = pa.concat_tables([pq.read_table(p) for p in store.part_files(path)])
+        self.hi = table.column("id_hi").to_numpy()
+        self.lo = table.column("id_lo").to_numpy()
+        self.cluster_id = table.column("cluster_id").to_numpy()
+        self.size = table.column("cluster_size").to_numpy()
+        self.keep = table.column("keep").to_numpy(zero_copy_only=False)
+        self.keys = _pairs(self.hi, self.lo)
+
+    def find(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Row of each (hi, lo) in the table, or -1."""
+        if not len(self.keys):
+            return np.full(len(hi), -1)
+        pos = np.minimum(np.searchsorted(self.keys, _pairs(hi, lo)), len(self.keys) - 1)
+        found = (self.hi[pos] == hi) & (self.lo[pos] == lo)
+        return np.where(found, pos, -1)
+
+
+def _pairs(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """(hi, lo) as one structured array that sorts and searches lexicographically."""
+    return np.stack([hi, lo], axis=1).view([("h", np.uint64), ("l", np.uint64)]).ravel()
+
+
+class ClusterFilterStage(MapStage):
+    """Keeps one document per cluster (or annotates all) using a clusters table.
+
+    `minhash` adds dup_cluster_id and dup_cluster_size (and dup_keep when annotating); `exact` adds dup_count.
+    """
+
+    name = "dedup filter"
+
+    def __init__(self, params: FilterParams, clusters: str | Path, kind: str = "minhash"):
+        super().__init__(params)
+        self.kind = kind
+        self.name = f"dedup {kind}"
+        self.clusters = str(clusters)
+        store.read_header(self.clusters, CLUSTERS)
+        self.lookup: ClusterLookup | None = None
+
+    def identity(self) -> dict:
+        return {"clusters": self.clusters, "clusters_manifest": store.read_header(self.clusters, CLUSTERS)}
+
+    def setup(self) -> None:
+        self.lookup = ClusterLookup(self.clusters)
+
+    def process(self, batch: pa.RecordBatch, columns: Columns) -> StageOutput:
+        if self.lookup is None:
+            self.setup()
+        assert self.lookup is not None
+        hi, lo = store.document_ids(batch, columns, "input")
+        row = self.lookup.find(hi, lo)
+        hit = row >= 0
+        cluster_id = hi.view(np.int64).copy()
+        size = np.ones(len(hi), np.int64)
+        keep = np.ones(len(hi), bool)
+        cluster_id[hit] = self.lookup.cluster_id[row[hit]]
+        size[hit] = self.lookup.size[row[hit]]
+        keep[hit] = self.lookup.keep[row[hit]]
+        reason = "near_duplicate" if self.kind == "minhash" else "duplicate"
+        if self.kind == "minhash":
+            out = _replace(batch, "dup_cluster_id", pa.array(cluster_id))
+            out = _replace(out, "dup_cluster_size", pa.array(size))
+        else:
+            out = _replace(batch, "dup_count", pa.array(size))
+        removed = int(np.count_nonzero(~keep))
+        counters = {"removed": {reason: removed} if removed else {},
+                    "clusters": int(np.count_nonzero(hit & keep & (size > 1)))}
+        if getattr(self.params, "mode", "filter") == "annotate":
+            return StageOutput(_replace(out, "dup_keep", pa.array(keep)), None, counters)
+        mask = pa.array(keep)
+        rejected = out.filter(pc.invert(mask))
+        rejected = rejected.append_column("reason", pa.array([reason] * rejected.num_rows, pa.string()))
+        return StageOutput(out.filter(mask), rejected, counters)
+
+
+def _replace(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:
+    if name in batch.schema.names:
+        batch = batch.drop_columns([name])
+    return batch.append_column(name, values)

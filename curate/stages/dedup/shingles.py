@@ -1,0 +1,356 @@
+"""Text normalisation (pyarrow.compute, whole batches) and shingle hashing (numba, over the Arrow buffers).
+
+Normalisation, one numba pass over the UTF-8 bytes per batch, each step switchable (docs/dedup-format.md):
+  every run of digits (Unicode Nd), with an optional decimal part (`3.14`, `1,5`), becomes "0"; runs of
+  punctuation/symbols (P*, S*) and whitespace (Z*, tab, newlines) become one space, trimmed at both ends;
+  letters are lowercased (when the lowercase is one code point); accents are stripped when asked (off by
+  default: each code point becomes its NFKD base without combining marks, when that is one code point, and
+  combining marks are dropped). Code points above U+1FFFF pass through unchanged.
+
+Shingles:
+  words: the text is split on ASCII whitespace; each word is hashed ONCE with XXH64 (seed 0); the hash of
+    the word n-gram w_i..w_{i+n-1} is fmix64(Σ w_{i+t}·M^{n-1-t} mod 2^64) with M = 0x9E3779B97F4A7C15, so no
+    n-gram string is ever built. Documents with 1..n-1 words get one shingle made of all their words.
+  chars: XXH64 (seed 0) of the UTF-8 bytes of every window of n code points; shorter documents get one
+    shingle, the whole text.
+Empty documents (after normalisation) have no shingles and never join a cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.stages.dedup.hashing import fmix64, xxh64
+
+NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+TABLE_SIZE = 0x20000  # code points in the tables (planes 0 and 1); beyond: letters, unchanged
+_OTHER, _DIGIT, _SEPARATOR, _SPACE, _MARK = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Which normalisation steps run before shingling (all but accents on by default)."""
+
+    lowercase: bool = True
+    strip_accents: bool = False
+    digits: bool = True
+    punctuation: bool = True
+    whitespace: bool = True
+
+    def describe(self) -> str:
+        steps = [name for name in ("lowercase", "strip_accents", "digits", "punctuation", "whitespace")
+                 if getattr(self, name)]
+        return ",".join(steps) or "none"
+
+
+@functools.lru_cache(maxsize=1)
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per code point: lowercase (when one code point), accent-free base (NFKD without Mn, when one code point),
+    and class: digit (Nd), separator (P*, S*), space (Z*, tab, newlines, U+0085), combining mark (Mn), other."""
+    lower = np.arange(TABLE_SIZE, dtype=np.int32)
+    base = np.arange(TABLE_SIZE, dtype=np.int32)
+    classes = np.zeros(TABLE_SIZE, dtype=np.uint8)
+    for cp in range(TABLE_SIZE):
+        char = chr(cp)
+        low = char.lower()
+        if len(low) == 1:
+            lower[cp] = ord(low)
+        category = unicodedata.category(char)
+        if category == "Nd":
+            classes[cp] = _DIGIT
+        elif category[0] in "PS":
+            classes[cp] = _SEPARATOR
+        elif category[0] == "Z" or cp in (9, 10, 11, 12, 13, 0x85):
+            classes[cp] = _SPACE
+        elif category == "Mn":
+            classes[cp] = _MARK
+        decomposed = [c for c in unicodedata.normalize("NFKD", char) if unicodedata.category(c) != "Mn"]
+        if len(decomposed) == 1:
+            base[cp] = ord(decomposed[0])
+    return lower, base, classes
+
+
+@nb.njit(inline="always", cache=True)
+def _decode(data, i):
+    """(code point, byte length) of the UTF-8 sequence at data[i] (invalid bytes read as themselves)."""
+    b0 = np.int32(data[i])
+    if b0 < 0x80:
+        return b0, 1
+    if b0 >= 0xF0 and i + 3 < len(data):
+        return ((b0 & 0x07) << 18) | ((np.int32(data[i + 1]) & 0x3F) << 12) | \
+            ((np.int32(data[i + 2]) & 0x3F) << 6) | (np.int32(data[i + 3]) & 0x3F), 4
+    if b0 >= 0xE0 and i + 2 < len(data):
+        return ((b0 & 0x0F) << 12) | ((np.int32(data[i + 1]) & 0x3F) << 6) | (np.int32(data[i + 2]) & 0x3F), 3
+    if b0 >= 0xC0 and i + 1 < len(data):
+        return ((b0 & 0x1F) << 6) | (np.int32(data[i + 1]) & 0x3F), 2
+    return b0, 1
+
+
+@nb.njit(inline="always", cache=True)
+def _encode(out, o, cp):
+    if cp < 0x80:
+        out[o] = cp
+        return o + 1
+    if cp < 0x800:
+        out[o] = 0xC0 | (cp >> 6)
+        out[o + 1] = 0x80 | (cp & 0x3F)
+        return o + 2
+    if cp < 0x10000:
+        out[o] = 0xE0 | (cp >> 12)
+        out[o + 1] = 0x80 | ((cp >> 6) & 0x3F)
+        out[o + 2] = 0x80 | (cp & 0x3F)
+        return o + 3
+    out[o] = 0xF0 | (cp >> 18)
+    out[o + 1] = 0x80 | ((cp >> 12) & 0x3F)
+    out[o + 2] = 0x80 | ((cp >> 6) & 0x3F)
+    out[o + 3] = 0x80 | (cp & 0x3F)
+    return o + 4
+
+
+@nb.njit(inline="always", cache=True)
+def _class(classes, cp):
+    return classes[cp] if cp < len(classes) else 0
+
+
+@nb.njit(parallel=True, cache=True)
+def _normalize(data, offsets, lower, base, classes, flags, out, out_starts, out_lengths):
+    do_lower, do_accents, do_digits, do_punct, do_space = flags[0], flags[1], flags[2], flags[3], flags[4]
+    for d in nb.prange(len(offsets) - 1):
+        i = offsets[d]
+        end = offsets[d + 1]
+        o = out_starts[d]
+        pending_space = False  # a separator seen since the last character written
+        while i < end:
+            cp, width = _decode(data, i)
+            kind = _class(classes, cp)
+            if do_digits and kind == _DIGIT:  # a run of digits, with an optional decimal part, becomes 0
+                i += width
+                fraction = False
+                while i < end:
+                    cp, width = _decode(data, i)
+                    if _class(classes, cp) == _DIGIT:
+                        i += width
+                    elif not fraction and (cp == 46 or cp == 44) and i + 1 < end and \
+                            _class(classes, _decode(data, i + 1)[0]) == _DIGIT:
+                        fraction = True
+                        i += 1
+                    else:
+                        break
+                cp, width, kind = 48, 0, _OTHER
+            else:
+                i += width
+            if (do_punct and kind == _SEPARATOR) or (do_space and kind == _SPACE):
+                pending_space = True
+                continue
+            if do_accents and kind == _MARK:
+                continue
+            if pending_space:
+                if o > out_starts[d] or not do_space:
+                    o = _encode(out, o, 32)
+                pending_space = False
+            if do_lower and cp < len(lower):
+                cp = lower[cp]
+            if do_accents and cp < len(base):
+                cp = base[cp]
+            o = _encode(out, o, cp)
+        if pending_space and not do_space:
+            o = _encode(out, o, 32)
+        out_lengths[d] = o - out_starts[d]
+
+
+@nb.njit(cache=True)
+def _compact(out, out_starts, out_lengths, offsets):
+    o = 0
+    for d in range(len(out_lengths)):
+        offsets[d] = o
+        s = out_starts[d]
+        for k in range(out_lengths[d]):
+            out[o + k] = out[s + k]
+        o += out_lengths[d]
+    offsets[len(out_lengths)] = o
+
+
+def normalize_buffers(texts: pa.Array, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise every string of a batch in one pass over its UTF-8 bytes: (bytes, int64 offsets)."""
+    data, offsets = string_buffers(texts)
+    lower, base, classes = _tables()
+    flags = np.array([norm.lowercase, norm.strip_accents, norm.digits, norm.punctuation, norm.whitespace])
+    sizes = np.diff(offsets)
+    out_starts = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes + (sizes + 1) // 2 + 4, out=out_starts[1:])  # room for lowercase growing 2 → 3 bytes
+    out = np.empty(out_starts[-1], dtype=np.uint8)
+    out_lengths = np.empty(len(sizes), dtype=np.int64)
+    _normalize(data, offsets, lower, base, classes, flags, out, out_starts, out_lengths)
+    new_offsets = np.empty(len(sizes) + 1, dtype=np.int64)
+    _compact(out, out_starts, out_lengths, new_offsets)
+    return out[: new_offsets[-1]], new_offsets
+
+
+def normalize(texts: pa.Array, norm: Normalization) -> pa.Array:
+    """Apply `norm` to a string array (nulls stay null) with the numba kernel above."""
+    data, offsets = normalize_buffers(texts, norm)
+    validity = texts.buffers()[0] if texts.null_count and texts.offset == 0 else None
+    if texts.null_count and validity is None:
+        validity = pa.array(texts.is_valid().to_numpy(zero_copy_only=False)).buffers()[1]
+    return pa.LargeStringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(data), validity,
+                                            texts.null_count)
+
+
+def string_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes as uint8, offsets as int64) of a string array without copying the text; nulls read as empty."""
+    texts = texts.cast(pa.large_string()) if texts.type != pa.large_string() else texts
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    _, offsets_buf, data_buf = texts.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return data, offsets
+
+
+@nb.njit(inline="always", cache=True)
+def _is_space(byte):
+    return byte == 32 or (9 <= byte <= 13)
+
+
+@nb.njit(cache=True)
+def _count_words(data, offsets):
+    n_docs = len(offsets) - 1
+    counts = np.zeros(n_docs, dtype=np.int64)
+    for d in range(n_docs):
+        in_word = False
+        c = 0
+        for i in range(offsets[d], offsets[d + 1]):
+            if _is_space(data[i]):
+                in_word = False
+            elif not in_word:
+                in_word = True
+                c += 1
+        counts[d] = c
+    return counts
+
+
+@nb.njit(cache=True)
+def _count_codepoints(data, offsets):
+    n_docs = len(offsets) - 1
+    counts = np.zeros(n_docs, dtype=np.int64)
+    for d in range(n_docs):
+        c = 0
+        for i in range(offsets[d], offsets[d + 1]):
+            if (data[i] & 0xC0) != 0x80:
+                c += 1
+        counts[d] = c
+    return counts
+
+
+def _shingle_offsets(units: np.ndarray, ngram: int) -> np.ndarray:
+    per_doc = np.where(units >= ngram, units - ngram + 1, np.minimum(units, 1))
+    out = np.zeros(len(units) + 1, dtype=np.int64)
+    np.cumsum(per_doc, out=out[1:])
+    return out
+
+
+@nb.njit(parallel=True, cache=True)
+def _word_shingles(data, offsets, word_offsets, shingle_offsets, ngram, out):
+    n_docs = len(offsets) - 1
+    words = np.empty(word_offsets[-1], dtype=np.uint64)
+    zero = np.uint64(0)
+    for d in nb.prange(n_docs):
+        w = word_offsets[d]
+        i = offsets[d]
+        end = offsets[d + 1]
+        while i < end:
+            while i < end and _is_space(data[i]):
+                i += 1
+            if i >= end:
+                break
+            start = i
+            while i < end and not _is_space(data[i]):
+                i += 1
+            words[w] = xxh64(data, start, i, zero)
+            w += 1
+        n_words = word_offsets[d + 1] - word_offsets[d]
+        base = word_offsets[d]
+        width = min(ngram, n_words)
+        s = shingle_offsets[d]
+        for k in range(shingle_offsets[d + 1] - s):
+            h = zero
+            for t in range(width):
+                h = h * NGRAM_MULTIPLIER + words[base + k + t]
+            out[s + k] = fmix64(h)
+
+
+@nb.njit(parallel=True, cache=True)
+def _char_shingles(data, offsets, shingle_offsets, ngram, out):
+    n_docs = len(offsets) - 1
+    zero = np.uint64(0)
+    for d in nb.prange(n_docs):
+        s = shingle_offsets[d]
+        n_shingles = shingle_offsets[d + 1] - s
+        if n_shingles == 0:
+            continue
+        starts = np.empty(n_shingles + ngram, dtype=np.int64)
+        c = 0
+        for i in range(offsets[d], offsets[d + 1]):
+            if (data[i] & 0xC0) != 0x80:
+                starts[c] = i
+                c += 1
+        starts[c] = offsets[d + 1]
+        width = min(ngram, c)
+        for k in range(n_shingles):
+            out[s + k] = xxh64(data, starts[k], starts[k + width], zero)
+
+
+def shingle_hashes(normalized: pa.Array, shingle: str, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hash every shingle of every document: (flat uint64 hashes, int64 offsets per document)."""
+    data, offsets = string_buffers(normalized)
+    if shingle == "words":
+        word_counts = _count_words(data, offsets)
+        word_offsets = np.zeros(len(word_counts) + 1, dtype=np.int64)
+        np.cumsum(word_counts, out=word_offsets[1:])
+        shingle_offsets = _shingle_offsets(word_counts, ngram)
+        out = np.empty(shingle_offsets[-1], dtype=np.uint64)
+        _word_shingles(data, offsets, word_offsets, shingle_offsets, ngram, out)
+    elif shingle == "chars":
+        shingle_offsets = _shingle_offsets(_count_codepoints(data, offsets), ngram)
+        out = np.empty(shingle_offsets[-1], dtype=np.uint64)
+        _char_shingles(data, offsets, shingle_offsets, ngram, out)
+    else:
+        raise ValueError(f"unknown shingle kind {shingle!r} (expected words or chars)")
+    return out, shingle_offsets
+
+
+@nb.njit(parallel=True, cache=True)
+def _sort_unique_segments(values, offsets, counts):
+    for d in nb.prange(len(offsets) - 1):
+        segment = values[offsets[d] : offsets[d + 1]]
+        segment.sort()
+        n = 0
+        for i in range(len(segment)):
+            if i == 0 or segment[i] != segment[i - 1]:
+                segment[n] = segment[i]
+                n += 1
+        counts[d] = n
+
+
+def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's shingle set as sorted unique uint32 (the low 32 bits of the shingle hashes).
+
+    Used to verify candidate pairs by exact Jaccard; 32-bit values keep the stored sets small.
+    """
+    values = (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    counts = np.empty(len(offsets) - 1, dtype=np.int64)
+    _sort_unique_segments(values, offsets, counts)
+    new_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_offsets[1:])
+    lengths = np.diff(offsets)
+    position_in_doc = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
+    return values[position_in_doc < np.repeat(counts, lengths)], new_offsets
