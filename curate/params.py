@@ -91,7 +91,10 @@ def cli_parameters(cls: type, exclude: tuple[str, ...] = ()) -> list[inspect.Par
             default = None if default is None else str(default)
         else:
             cli_type = tp | None if optional else tp
-        decls = [flag_of(field)] + ([field.metadata["short"]] if field.metadata.get("short") else [])
+        flag = flag_of(field)
+        if tp is bool and default is True and "/" not in flag:
+            flag = f"{flag}/--no-{flag[2:]}"  # a flag that is on by default must be possible to turn off
+        decls = [flag] + ([field.metadata["short"]] if field.metadata.get("short") else [])
         if field.metadata.get("choices"):
             choices = enum.Enum(f"{field.name}_choices", {c: c for c in field.metadata["choices"]}, type=str)
             cli_type = choices | None if optional else choices

@@ -7,7 +7,8 @@
       - langid: {keep: [en], min_score: 0.65}
       - quality: {mode: filter, io: {batch_size: 2000}}   # per-stage io overrides
 
-Stage ``k`` reads the output of stage ``k-1``. Every stage resumes on its own (finished units are skipped),
+Stage ``k`` reads the output of stage ``k-1``. ``${work_dir}`` in a stage's values is replaced by the work
+directory. Every stage resumes on its own (finished units are skipped),
 so a rerun continues at the first unfinished shard of the first unfinished stage.
 """
 
@@ -82,7 +83,9 @@ def load_recipe(
     inputs: list[str] | None = None,
 ) -> Recipe:
     """Parse and validate a recipe; errors name the key and its line."""
-    import curate.cli.main  # noqa: F401 - registers every stage's recipe entry
+    from curate.cli.main import load_all
+
+    load_all()  # every stage registers its recipe entry when its command module loads
 
     path = Path(path)
     try:
@@ -122,7 +125,7 @@ def load_recipe(
             raise UsageError(
                 f"{_where(path, item, name)}: unknown stage '{name}' (known: {', '.join(sorted(RECIPE_STAGES))})"
             )
-        section = dict(section or {})
+        section = {k: _substitute(v, root) for k, v in dict(section or {}).items()}
         stage_io = {**shared_io, **(section.pop("io", None) or {})}
         extra = {k: section.pop(k) for k in entry.extra if k in section}
         where = _where(path, item, name)
@@ -134,6 +137,15 @@ def load_recipe(
         io.inputs = inputs if not stages else [stages[-1].io.output]
         stages.append(PlannedStage(index, entry, params, io, extra))
     return Recipe(path, root, inputs, stages)
+
+
+def _substitute(value: Any, work_dir: Path) -> Any:
+    """``${work_dir}`` in a stage's string values names the run's work directory (e.g. a tokenizer made there)."""
+    if isinstance(value, str):
+        return value.replace("${work_dir}", str(work_dir))
+    if isinstance(value, list):
+        return [_substitute(v, work_dir) for v in value]
+    return value
 
 
 def _as_list(value: Any) -> list[str]:

@@ -116,13 +116,15 @@ JUNK = [
 ]
 
 
-def _paragraph(rng: random.Random, lang: str) -> str:
-    sentences = SENTENCES[lang]
-    return " ".join(rng.choice(sentences) for _ in range(rng.randint(2, 6)))
-
-
 def _document(rng: random.Random, lang: str, long: bool) -> str:
-    paragraphs = [_paragraph(rng, lang) for _ in range(rng.randint(8, 20) if long else rng.randint(1, 4))]
+    """Sentences of one language in a random order, none repeated (repetition is what junk documents do)."""
+    pool = SENTENCES[lang]
+    chosen = rng.sample(pool, len(pool) if long else rng.randint(4, min(8, len(pool))))
+    paragraphs, start = [], 0
+    while start < len(chosen):
+        size = rng.randint(2, 4)
+        paragraphs.append(" ".join(chosen[start : start + size]))
+        start += size
     return "\n\n".join(paragraphs)
 
 
@@ -143,7 +145,7 @@ def generate(num_docs: int = 2_000, seed: int = 0) -> pa.Table:
         roll = rng.random()
         if roll < 0.70:
             lang = rng.choices(langs, weights)[0]
-            text = _document(rng, lang, long=rng.random() < 0.15)
+            text = _document(rng, lang, long=rng.random() < 0.3)
             source = "web" if rng.random() < 0.6 else "books"
             if rng.random() < 0.3:  # boilerplate around real content, as scraped pages have
                 text = "\n".join([rng.choice(BOILERPLATE), text, rng.choice(BOILERPLATE)])

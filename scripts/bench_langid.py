@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,8 +24,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 UDHR = REPO.parent / "shared" / "data" / "udhr" / "paragraphs.parquet"
 _MEASURE = (
-    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "print(r.stdout.strip()); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
 )
 
 
@@ -62,28 +63,20 @@ def raw_batch(texts: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def run_curate(corpus: Path, out: Path, workers: int) -> tuple[float, int]:
-    command = [
-        str(REPO / ".venv" / "bin" / "curate"),
-        "langid",
-        str(corpus),
-        "-o",
-        str(out),
-        "--quiet",
-        "--workers",
-        str(workers),
-        "--overwrite",
-    ]
+def run_curate(corpus: Path, out: Path, workers: int) -> tuple[float, int, float]:
+    """(seconds end to end, peak RSS in KB of the largest process, seconds inside the run itself)."""
+    command = [str(REPO / ".venv" / "bin" / "curate"), "langid", str(corpus), "-o", str(out), "--json",
+               "--workers", str(workers), "--overwrite"]  # fmt: skip
     start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True
-    )
-    return time.perf_counter() - start, int(result.stdout.strip().splitlines()[-1])
+    result = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - start
+    summary_line, rss_line = result.stdout.strip().splitlines()[-2:]
+    return elapsed, int(rss_line), json.loads(summary_line)["wall_seconds"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--shards", type=int, default=8)
     args = parser.parse_args()
     if not UDHR.exists():
@@ -94,26 +87,25 @@ def main() -> None:
         texts, nbytes = make_corpus(corpus, args.copies, args.shards)
         n = len(texts)
         rows = {
-            "raw fastText loop (predict per text)": (raw_loop(texts), None),
-            "raw fastText batch (predict on a list)": (raw_batch(texts), None),
+            "raw fastText loop (predict per text)": (raw_loop(texts), None, None),
+            "raw fastText batch (predict on a list)": (raw_batch(texts), None, None),
         }
         for workers in (1, 2):
-            rows[f"curate langid --workers {workers}"] = run_curate(
-                corpus, Path(tmp) / f"out{workers}", workers
-            )
+            rows[f"curate langid --workers {workers}"] = run_curate(corpus, Path(tmp) / f"out{workers}", workers)
     base = rows["raw fastText loop (predict per text)"][0]
-    print(f"{n:,} UDHR paragraphs, {nbytes / 1e6:.1f} MB of text, {args.shards} shards")
-    print(f"{'run':<42} {'seconds':>8} {'docs/s':>9} {'MB/s':>7} {'vs loop':>8} {'peak RSS':>9}")
+    print(f"{n:,} UDHR paragraphs, {nbytes / 1e6:.1f} MB of text, {args.shards} shards; load {os.getloadavg()}")
+    print(f"{'run':<40} {'seconds':>8} {'docs/s':>8} {'MB/s':>6} {'vs loop':>8} {'peak RSS':>9} {'in-run s':>9} {'vs loop':>8}")
     results = {}
-    for name, (seconds, rss_kb) in rows.items():
+    for name, (seconds, rss_kb, inner) in rows.items():
         rss = f"{rss_kb / 1024:.0f} MB" if rss_kb else "-"
-        print(
-            f"{name:<42} {seconds:8.2f} {n / seconds:9,.0f} {nbytes / 1e6 / seconds:7.1f} {base / seconds:7.2f}x {rss:>9}"
-        )
+        inside = f"{inner:9.2f} {base / inner:7.2f}x" if inner else f"{'-':>9} {'-':>8}"
+        print(f"{name:<40} {seconds:8.2f} {n / seconds:8,.0f} {nbytes / 1e6 / seconds:6.1f} {base / seconds:7.2f}x"
+              f" {rss:>9} {inside}")
         results[name] = {
             "seconds": round(seconds, 3),
             "docs_per_s": round(n / seconds),
             "ratio_vs_loop": round(base / seconds, 3),
+            "in_run_seconds": inner,
             "peak_rss_mb": round(rss_kb / 1024) if rss_kb else None,
         }
     print(json.dumps(results))

@@ -100,4 +100,4 @@ def test_demo_runs_and_prints_a_summary(tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     text = result.stdout.decode()
     assert "langid" in text and "docs in" in text
-    assert pq.read_table(Path(tmp_path / "demo" / "langid")).num_rows > 200
+    assert pq.read_table(Path(tmp_path / "demo" / "01-langid")).num_rows > 200

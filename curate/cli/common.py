@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -32,7 +31,7 @@ class DefaultCommandGroup(TyperGroup):
 
     default_command = "run"
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
@@ -54,7 +53,7 @@ def user_errors(command: str) -> Iterator[None]:
     except KeyboardInterrupt:
         typer.echo(f"curate {command}: interrupted; rerun the same command to resume", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (typer.Exit, click.exceptions.Exit, click.ClickException):
+    except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except Exception as exc:
         if os.environ.get("CURATE_DEBUG"):

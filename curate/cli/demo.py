@@ -8,8 +8,11 @@ import typer
 
 from curate.cli.common import user_errors
 from curate.io.errors import UsageError
+from curate.io.options import IOOptions
 from curate.io.output import OutputDir, ShardWriter
 from curate.sample import generate
+
+DEMO_VOCAB_SIZE = 2_000  # small: the demo's tokenizer is trained on the sample itself
 
 
 def write_sample(out: Path, docs: int, seed: int) -> Path:
@@ -55,6 +58,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from curate.cli.run import summary_table
         from curate.recipes import load_recipe, run_recipe
+        from curate.report import write_report
+        from curate.stages.pack.train import train_tokenizer
 
         with user_errors("demo"):
             if not recipe.exists():
@@ -62,6 +67,8 @@ def register(app: typer.Typer) -> None:
                     f"{recipe}: recipe not found (run from the repository root, or pass --recipe)"
                 )
             sample = write_sample(output / "sample", docs, seed)
+            tokenizer_io = IOOptions(inputs=[str(sample)], output=str(output / "tokenizer.json"), quiet=True)
+            train_tokenizer(DEMO_VOCAB_SIZE, 2, "<|endoftext|>", tokenizer_io)
             loaded = load_recipe(
                 recipe, str(output), {"quiet": True, "overwrite": True}, inputs=[str(sample)]
             )
@@ -75,4 +82,6 @@ def register(app: typer.Typer) -> None:
             by_lang = next((s["by_lang"] for s in summaries if "by_lang" in s), None)
             if by_lang:
                 typer.echo("\n" + _language_table(by_lang))
-            typer.echo(f"\noutputs under {output}/ (each stage: part-*.parquet, _manifest.json, _stats.json)")
+            report = write_report(output, output / "report.html")
+            typer.echo(f"\noutputs under {output}/ (each stage: its shards, _manifest.json, _stats.json)")
+            typer.echo(f"report: {report}")

@@ -1,13 +1,65 @@
-"""The `curate` command: one sub-command per stage, plus the demo."""
+"""The `curate` command: one sub-command per stage, imported only when it is called.
+
+Stages pull in heavy libraries (numba, LightGBM, SciPy, tokenizers); importing every stage for every call
+would cost seconds per invocation, which users of shell pipelines and array jobs pay thousands of times.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 import curate
-from curate.cli import demo, langid, run
+
+# command name → (module, attribute): a typer sub-app, or a `register(app)` function adding root commands
+COMMANDS: dict[str, tuple[str, str]] = {
+    "langid": ("curate.cli.langid", "app"),
+    "quality": ("curate.cli.quality", "app"),
+    "dedup": ("curate.cli.dedup", "app"),
+    "mix": ("curate.cli.mix", "app"),
+    "pack": ("curate.cli.pack", "register"),
+    "tokenizer": ("curate.cli.pack", "register"),
+    "validate": ("curate.cli.validate", "register"),
+    "stats": ("curate.cli.validate", "register"),
+    "report": ("curate.cli.validate", "register"),
+    "run": ("curate.cli.run", "register"),
+    "sample": ("curate.cli.demo", "register"),
+    "demo": ("curate.cli.demo", "register"),
+}
+
+
+def load_command(name: str) -> Any:
+    module_name, attribute = COMMANDS[name]
+    target = getattr(importlib.import_module(module_name), attribute)
+    if attribute == "app":
+        command = typer.main.get_command(target)
+        command.name = name
+        return command
+    holder = typer.Typer(rich_markup_mode=None)
+    target(holder)
+    built = typer.main.get_command(holder)  # a group, or the command itself when register() added one
+    return built.commands[name] if hasattr(built, "commands") else built
+
+
+def load_all() -> None:
+    """Import every command module (recipes need every stage's registration)."""
+    for module_name, _ in set(COMMANDS.values()):
+        importlib.import_module(module_name)
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
 
 app = typer.Typer(
+    cls=LazyGroup,
     help="curate: streaming tools that turn raw text corpora into pretraining data.\n\n"
     "Every stage reads Parquet/JSONL (files, directories, globs, - for stdin) and writes sharded Parquet.\n"
     "Exit codes: 0 ok · 1 check failed · 2 usage · 3 bad input · 4 output problem · 70 internal · 130 interrupted.",
@@ -15,11 +67,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-
-# stage commands (one line each)
-app.add_typer(langid.app, name="langid")
-demo.register(app)
-run.register(app)
 
 
 def _version(value: bool) -> None:
@@ -29,9 +76,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show version."),
-):
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show version.")):
     """curate: streaming tools that turn raw text corpora into pretraining data."""
 
 

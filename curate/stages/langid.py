@@ -143,17 +143,19 @@ class LangidStage(MapStage):
         if self.params.top_k:
             annotated = _append(annotated, "lang_top", _top_column(codes, scores))
 
+        if not (self.thresholds or self.params.min_score is not None or self.params.keep):
+            # annotation only: no row is removed, so nothing needs copying
+            everything = pa.array(np.ones(len(lang), dtype=bool))
+            return StageOutput(annotated, None, {"by_lang": _per_language(lang, batch.column(columns.text), everything)})
         reason = self._reasons(lang, full, scores[:, 0])
         kept_mask = pc.is_null(reason)
-        kept = annotated.filter(kept_mask)
-        rejected = annotated.filter(pc.invert(kept_mask)).append_column(
-            "reason", reason.filter(pc.invert(kept_mask))
-        )
+        removed = pc.invert(kept_mask)
+        rejected = annotated.filter(removed).append_column("reason", reason.filter(removed))
         counters = {
-            "removed": _value_counts(reason.filter(pc.invert(kept_mask))),
+            "removed": _value_counts(reason.filter(removed)),
             "by_lang": _per_language(lang, batch.column(columns.text), kept_mask),
         }
-        return StageOutput(kept, rejected, counters)
+        return StageOutput(annotated.filter(kept_mask), rejected, counters)
 
     def _reasons(self, lang: pa.Array, full: pa.Array, score: np.ndarray) -> pa.Array:
         """Why each document is removed (first failing rule), or null when it is kept."""
