@@ -11,13 +11,16 @@ from curate.cli.common import user_errors
 
 
 def summary_table(rows: list[tuple[str, dict]]) -> str:
-    header = f"{'stage':<14} {'docs in':>9} {'docs out':>9} {'kept':>7} {'chars out':>12} {'seconds':>8}"
+    """One line per stage: documents in/out, and characters (text stages) or tokens (pack) out."""
+    header = f"{'stage':<14} {'docs in':>9} {'docs out':>9} {'kept':>7} {'chars/tokens out':>18} {'seconds':>8}"
     lines = [header, "-" * len(header)]
     for name, s in rows:
         kept = 100 * s.get("docs_out", 0) / max(s.get("docs_in", 0), 1)
+        tokens = s.get("tokens", {}).get("out") if isinstance(s.get("tokens"), dict) else None
+        volume = f"{s['chars_out']:,} chars" if "chars_out" in s else f"{tokens:,} tokens" if tokens else "-"
         lines.append(
             f"{name:<14} {s.get('docs_in', 0):>9,} {s.get('docs_out', 0):>9,} {kept:>6.1f}% "
-            f"{s.get('chars_out', 0):>12,} {s.get('wall_seconds', 0):>8.2f}"
+            f"{volume:>18} {s.get('wall_seconds', 0):>8.2f}"
         )
     return "\n".join(lines)
 

@@ -3,7 +3,7 @@
 Every text of the batch is tokenised / split into lines and paragraphs by one polars expression each
 (curate.text), the pieces are exploded into long frames and aggregated back per document with numpy
 ``bincount``; only the n-gram repetition scan (sequential by definition) runs in a numba loop. Each signal
-follows the definition of the datatrove implementation of the published filter (see docs/bench/quality.md
+follows the definition of the datatrove implementation of the published filter (see docs/benchmarks.md
 for the few places where curate differs on purpose).
 """
 
