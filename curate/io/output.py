@@ -165,11 +165,12 @@ class OutputDir:
         return [p.name for p in self.path.iterdir() if p.name not in ours]
 
     def clear(self) -> None:
-        """Remove what curate writes in an output directory (and nothing else)."""
+        """Remove what curate writes in an output directory (and nothing else): shards, ``_*`` metadata files
+        (plan, manifest, stats, errors, stage headers such as ``_buckets.json``) and its folders."""
         for entry in self.path.iterdir():
             if entry.name in (PROGRESS_DIR, TMP_DIR) or (entry.is_dir() and entry.name.startswith("bucket_")):
                 shutil.rmtree(entry)
-            elif entry.name.startswith("part-") or entry.name in (PLAN, MANIFEST, STATS, ERRORS):
+            elif entry.is_file() and entry.name.startswith(("part-", "_")):
                 entry.unlink()
 
     def progress_path(self, unit_index: int) -> Path:

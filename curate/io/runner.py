@@ -69,6 +69,7 @@ def _process_unit(job: _Job, unit: Unit, report=None) -> UnitRecord:
     rejected = ShardWriter(job.rejected, unit.index, job.io.max_rows_per_shard) if job.rejected else None
     stats: dict = {}
     started = time.perf_counter()
+    job.stage.source = unit.file.path
     try:
         # Reading (a thread ahead) and writing (a thread behind) overlap with the stage's work: pyarrow
         # releases the GIL while it decodes and compresses. One writer thread keeps the batches in order.
@@ -132,7 +133,8 @@ def prefetch(items: Iterator[T], depth: int = _PREFETCH_DEPTH) -> Iterator[T]:
 
 def _account(stats: dict, batch: pa.RecordBatch, kept: pa.RecordBatch, columns: Columns) -> None:
     docs_in, chars_in = text_stats(batch, columns.text)
-    docs_out, chars_out = text_stats(kept, columns.text)
+    # stages whose rows are not documents (signatures, keys) count rows out and no characters
+    docs_out, chars_out = text_stats(kept, columns.text) if columns.text in kept.schema.names else (kept.num_rows, 0)
     merge_counters(
         stats, {"docs_in": docs_in, "chars_in": chars_in, "docs_out": docs_out, "chars_out": chars_out}
     )

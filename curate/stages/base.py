@@ -22,6 +22,7 @@ class MapStage(ABC):
     """A stage that maps each batch independently: the runner shards, parallelises and resumes it."""
 
     name: ClassVar[str]
+    source: str = ""  # the input file of the unit being processed, set by the runner (for error messages)
 
     def __init__(self, params: Any):
         self.params = params

@@ -7,9 +7,8 @@ ids, and everything derived from them, do not depend on --workers or on how many
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,13 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-import curate
 from curate.io.errors import InputError, UsageError
-from curate.io.inputs import BadRows, Columns, plan_units, read_unit, resolve_inputs
+from curate.io.inputs import Columns
 from curate.io.options import IOOptions
-from curate.io.output import OutputDir, ShardWriter, UnitRecord, input_descriptions, write_json_atomic
-from curate.io.progress import Progress
-from curate.params import digest, fingerprint
+from curate.io.output import PLAN, write_json_atomic
+from curate.io.runner import run_map_stage
+from curate.params import digest
+from curate.stages.base import MapStage, StageOutput
 from curate.stages.dedup.hashing import xxh64
 from curate.stages.dedup.shingles import string_buffers
 
@@ -107,6 +106,18 @@ def part_rows(parts: list[Path]) -> np.ndarray:
     return np.array([pq.ParquetFile(p).metadata.num_rows for p in parts], dtype=np.int64)
 
 
+class UnitPass(MapStage):
+    """A pass that turns each input unit's documents into rows of a dedup store (signatures, keys)."""
+
+    def __init__(self, kind: str, params, per_batch: Callable[[pa.RecordBatch, Columns, str], pa.RecordBatch]):
+        super().__init__(params)
+        self.name = f"dedup {kind}"  # type: ignore[misc]
+        self.per_batch = per_batch
+
+    def process(self, batch: pa.RecordBatch, columns: Columns) -> StageOutput:
+        return StageOutput(self.per_batch(batch, columns, self.source))
+
+
 def run_unit_pass(
     kind: str,
     io: IOOptions,
@@ -115,50 +126,11 @@ def run_unit_pass(
     out_path: str | Path,
     per_batch: Callable[[pa.RecordBatch, Columns, str], pa.RecordBatch],
 ) -> dict:
-    """Write one Parquet part per input unit of this task (`per_batch` turns documents into rows), resumably.
-
-    The last task to finish writes the manifest and the `_dedup.json` header that marks the store complete.
+    """Write the store's parts through the shared runner (one part per input unit: plan order = compact-id
+    order; resume, workers and array tasks as for every stage); the run that completes it writes `_dedup.json`.
     """
-    io.check()
-    started = time.perf_counter()
-    columns = Columns(io.text_column, io.id_column)
-    bad = BadRows(skip=io.on_error == "skip")
-    files = resolve_inputs(io.inputs, bad)
-    units = plan_units(files, io.max_rows_per_shard, columns, bad)
-    plan = {
-        "curate_version": curate.__version__,
-        "stage": f"dedup {kind}",
-        "parameters": {**fingerprint(params), "io": fingerprint(io)},
-        "inputs": input_descriptions(files),
-        "units": [u.describe() for u in units],
-    }
-    out = OutputDir(out_path)
-    out.prepare(plan, io.overwrite)
-    drop_stale_header(out.path, plan)
-    index, count = io.task()
-    mine = [u for u in units if u.index % count == index]
-    todo = [u for u in mine if out.finished(u.index) is None]
-    progress = Progress(f"dedup {kind}", len(todo), None, enabled=not io.quiet)
-    for unit in todo:
-        out.discard_unit(unit.index)
-        writer = ShardWriter(out, unit.index, 1 << 62)
-        docs = 0
-        try:
-            for batch, _rows in read_unit(unit, columns, io.batch_size, bad):
-                writer.write(per_batch(batch, columns, unit.file.path))
-                docs += batch.num_rows
-                progress.update(batch.num_rows, batch.column(columns.text).nbytes)
-            out.mark_finished(UnitRecord(unit.index, writer.commit(), {"docs_in": docs}, []))
-        except BaseException:
-            writer.abort()
-            raise
-        progress.update(units=1)
-    progress.close()
-    records = out.all_records(len(units))
-    summary = {"stage": f"dedup {kind}", "output": str(out.path), "units": len(units),
-               "units_processed": len(todo), "complete": records is not None}
-    if records is not None:
-        summary.update(out.finalize(plan, records, sys.argv, time.perf_counter() - started))
-        write_header(out.path, {"kind": kind, **header, "documents": sum(r.stats["docs_in"] for r in records)}, plan)
-    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    summary = run_map_stage(UnitPass(kind, params, per_batch), dataclasses.replace(io, output=str(out_path)))
+    if summary["complete"]:
+        plan = json.loads((Path(out_path) / PLAN).read_text())
+        write_header(Path(out_path), {"kind": kind, **header, "documents": summary["docs_in"]}, plan)
     return summary
