@@ -205,20 +205,21 @@ def _value_counts(values: pa.Array) -> dict[str, int]:
 
 
 def _per_language(lang: pa.Array, text: pa.Array, kept: pa.Array) -> dict[str, dict[str, int]]:
-    chars = pc.utf8_length(text)
-    table = pa.table({"lang": lang, "chars": chars, "kept": pc.cast(kept, pa.int64())})
-    table = table.append_column("kept_chars", pc.multiply(table["chars"], table["kept"]))
-    grouped = table.group_by("lang").aggregate(
-        [("chars", "count"), ("chars", "sum"), ("kept", "sum"), ("kept_chars", "sum")]
-    )
+    """Documents and characters in and out per language (bincounts over the dictionary-encoded codes)."""
+    encoded = pc.dictionary_encode(pc.fill_null(lang, "") if lang.null_count else lang)
+    index = encoded.indices.to_numpy(zero_copy_only=False)
+    chars = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.float64)
+    keep = kept.to_numpy(zero_copy_only=False)
+    n = len(encoded.dictionary)
+    columns = {
+        "docs_in": np.bincount(index, minlength=n),
+        "chars_in": np.bincount(index, weights=chars, minlength=n),
+        "docs_out": np.bincount(index[keep], minlength=n),
+        "chars_out": np.bincount(index[keep], weights=chars[keep], minlength=n),
+    }
     return {
-        row["lang"]: {
-            "docs_in": row["chars_count"],
-            "chars_in": row["chars_sum"],
-            "docs_out": row["kept_sum"],
-            "chars_out": row["kept_chars_sum"],
-        }
-        for row in grouped.to_pylist()
+        code: {name: int(values[i]) for name, values in columns.items()}
+        for i, code in enumerate(encoded.dictionary.to_pylist())
     }
 
 
