@@ -198,3 +198,14 @@ def test_output_does_not_depend_on_batch_size(english, tokenizer_path, tmp_path)
         checksums.append({s["name"]: s["checksum"] for s in manifest["shards"]})
         assert (out / "_buckets.json").exists() and not (out / ".tmp").exists()
     assert checksums[0] == checksums[1] and len(checksums[0]) >= 5
+
+
+def test_rerun_of_a_finished_pack_is_skipped_and_other_parameters_refused(english, tokenizer_path, tmp_path):
+    out = tmp_path / "dd"
+    first = run("pack", english, "-o", out, "--tokenizer", tokenizer_path, "--no-randomize")
+    shards = {p: p.stat().st_mtime_ns for p in out.rglob("part-*.parquet")}
+    again = run("pack", english, "-o", out, "--tokenizer", tokenizer_path, "--no-randomize")
+    assert again["already_done"] and again["tokens"] == first["tokens"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("part-*.parquet")} == shards
+    refused = CliRunner().invoke(app, ["pack", str(english), "-o", str(out), "--tokenizer", str(tokenizer_path)])
+    assert refused.exit_code == 4 and "--overwrite" in refused.output

@@ -6,6 +6,7 @@ it runs in one process; the tokenizer parallelises `encode_batch` over its own t
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -22,6 +23,8 @@ from curate.io.errors import UsageError
 from curate.io.inputs import BadRows, Columns, iter_batches, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import (
+    MANIFEST,
+    STATS,
     OutputDir,
     ShardInfo,
     UnitRecord,
@@ -206,6 +209,9 @@ def run_pack(params: PackParams, io: IOOptions) -> dict:
     }
     out = OutputDir(io.output)
     out.prepare(plan, io.overwrite)
+    if (out.path / MANIFEST).exists():  # this very run finished before (same plan): nothing to redo
+        finished = json.loads((out.path / STATS).read_text())
+        return {"output": str(out.path), "complete": True, "already_done": True, **finished}
     _remove_previous_outputs(out.path)
     writer = None if params.compare else SequenceWriter(out.path, params.output_format, vocab_size,
                                                         io.max_rows_per_shard)
