@@ -66,6 +66,12 @@ def user_errors(command: str) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
+def command_label(ctx: typer.Context) -> str:
+    """How error messages name the command: ``mix apply``, ``langid`` (a group's default ``run`` is implied)."""
+    words = ctx.command_path.split()[1:]
+    return " ".join(words[:-1] if len(words) > 1 and words[-1] == "run" else words)
+
+
 def emit_summary(summary: dict, io: IOOptions) -> None:
     """--json: the summary on stdout (stderr when stdout carries the data); else one line on stderr."""
     if io.json_summary:
@@ -126,8 +132,8 @@ def stage_command(
     extra = extra or []
 
     def decorator(fn: Callable[..., dict]) -> Callable[..., dict]:
-        def command(**kwargs: Any) -> None:
-            with user_errors(name if name != "run" else fn.__name__):
+        def command(ctx: typer.Context, **kwargs: Any) -> None:
+            with user_errors(command_label(ctx)):
                 io = from_mapping(IOOptions, {k: kwargs[k] for k in io_names}, "options")
                 io.inputs, io.output = list(kwargs["inputs"]), kwargs["output"]
                 params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
@@ -135,6 +141,7 @@ def stage_command(
                 emit_summary(summary, io)
 
         signature = [
+            inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
             inspect.Parameter(
                 "inputs",
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
