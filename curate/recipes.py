@@ -6,15 +6,27 @@
     stages:
       - langid: {keep: [en], min_score: 0.65}
       - quality: {mode: filter, io: {batch_size: 2000}}   # per-stage io overrides
+      - mix-propose: {domain_column: source, output: "${work_dir}/mixtures.csv"}   # a tool step
 
-Stage ``k`` reads the output of stage ``k-1``. ``${work_dir}`` in a stage's values is replaced by the work
-directory. Every stage resumes on its own (finished units are skipped),
-so a rerun continues at the first unfinished shard of the first unfinished stage.
+Two kinds of step. A *stage* (langid, quality, dedup-*, mix-apply, pack, …) reads the current data and
+writes ``work_dir/NN-stage``, which becomes the current data. A *tool* (``langid-calibrate`` and the
+``mix-*`` search commands) reads the current data (when it takes inputs) and writes the file(s) named in
+its section, for later steps to use; the current data stays as it was. ``${work_dir}`` and ``${recipe_dir}``
+in string values name the work directory and the recipe's folder.
+
+Every stage is cut into *passes* (``dedup-minhash``: signatures, cluster, filter; every other stage: one),
+the pieces a cluster schedules: an array pass splits its units over tasks (unit i → task i % N), a single
+pass runs as one task. Every pass resumes on its own (finished units are skipped), so a rerun continues at
+the first unfinished shard of the first unfinished stage.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +36,15 @@ import yaml
 from curate.cli.common import RECIPE_STAGES, RecipeStage
 from curate.io.errors import UsageError
 from curate.io.options import IOOptions
-from curate.params import from_mapping
+from curate.params import digest, fingerprint, from_mapping
 
 _TOP_KEYS = {"inputs", "work_dir", "io", "stages", "name", "description"}
+# stages that are one run of the shared map runner: any number of array tasks may share them
+ARRAY_STAGES = {"langid", "quality", "quality-classify", "dedup-rehydrate"}
+MINHASH_PASSES = ("signatures", "cluster", "filter")
+PIPELINE_FILE = "_pipeline.json"
+STEPS_DIR = "_steps"
+REQUIRED = inspect.Parameter.empty
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -51,6 +69,16 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 
 @dataclass
+class Pass:
+    """A schedulable piece of a stage: its own output directory; ``array`` passes split units over tasks."""
+
+    name: str  # "" when the stage is one pass
+    output: Path
+    array: bool
+    run: Callable[[IOOptions], dict]
+
+
+@dataclass
 class PlannedStage:
     index: int
     stage: RecipeStage
@@ -62,13 +90,100 @@ class PlannedStage:
     def name(self) -> str:
         return self.stage.name
 
+    @property
+    def key(self) -> str:
+        return f"{self.index + 1:02d}-{self.name}"
+
+    def passes(self) -> list[Pass]:
+        if self.name == "dedup-minhash":
+            return _minhash_passes(self)
+        run = self.stage.run
+
+        def whole(io: IOOptions) -> dict:
+            return run(self.params, io, **self.extra)
+
+        return [Pass("", Path(self.io.output), self.name in ARRAY_STAGES, whole)]
+
+
+@dataclass(frozen=True)
+class RecipeTool:
+    """A command used as a recipe step: reads the current data (``takes_inputs``), writes named files."""
+
+    name: str
+    params_classes: tuple[type, ...]
+    arguments: dict[str, Any]  # argument → default (REQUIRED when it has none)
+    takes_inputs: bool
+    call: Callable[[list[Any], dict[str, Any]], dict]
+
+
+@dataclass
+class PlannedTool:
+    index: int
+    tool: RecipeTool
+    params: list[Any]
+    arguments: dict[str, Any]
+    inputs: list[str]
+    work_dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.tool.name
+
+    @property
+    def key(self) -> str:
+        return f"{self.index + 1:02d}-{self.name}"
+
+    @property
+    def marker(self) -> Path:
+        """Written when the tool finished: its fingerprint (a rerun with the same one skips it) and summary."""
+        return self.work_dir / STEPS_DIR / f"{self.key}.json"
+
+    def fingerprint(self) -> str:
+        return digest({"params": [fingerprint(p) for p in self.params], "arguments": self.arguments,
+                       "inputs": self.inputs if self.tool.takes_inputs else []})
+
+    def done(self) -> bool:
+        if not self.marker.exists():
+            return False
+        output = self.arguments.get("output")
+        return json.loads(self.marker.read_text()).get("fingerprint") == self.fingerprint() and (
+            output is None or Path(output).exists()
+        )
+
+    def run(self) -> dict:
+        from curate.io.output import write_json_atomic
+
+        if self.done():
+            return {**json.loads(self.marker.read_text())["summary"], "skipped": "done before"}
+        arguments = dict(self.arguments)
+        if self.tool.takes_inputs:
+            arguments["inputs"] = self.inputs
+        summary = self.tool.call(self.params, arguments)
+        write_json_atomic(self.marker, {"fingerprint": self.fingerprint(), "summary": summary})
+        return summary
+
+
+Step = PlannedStage | PlannedTool
+
 
 @dataclass
 class Recipe:
     path: Path
     work_dir: Path
     inputs: list[str]
-    stages: list[PlannedStage]
+    stages: list[Step]
+
+    def find(self, selector: str) -> Step:
+        """A step by 1-based index, name (when unique) or key (``02-quality``)."""
+        for step in self.stages:
+            if selector in (str(step.index + 1), step.key):
+                return step
+        named = [s for s in self.stages if s.name == selector]
+        if len(named) == 1:
+            return named[0]
+        known = ", ".join(s.key for s in self.stages)
+        reason = "is ambiguous" if named else "is not a step of this recipe"
+        raise UsageError(f"--stage {selector} {reason} (steps: {known}; give the number or NN-name)")
 
 
 def _where(path: Path, mapping: Any, key: str | None = None) -> str:
@@ -113,38 +228,116 @@ def load_recipe(
     root = Path(work_dir) if work_dir else base / str(data.get("work_dir", "work"))
     shared_io = dict(data.get("io") or {})
     shared_io.update(io_overrides or {})
-    stages = []
+    tools = recipe_tools()
+    steps: list[Step] = []
+    current = inputs
     for index, item in enumerate(data["stages"]):
         if not isinstance(item, dict) or len(item) != 1:
             raise UsageError(
                 f"{_where(path, item)}: each stage is a one-key mapping, e.g. '- langid: {{keep: [en]}}'"
             )
         ((name, section),) = item.items()
+        where = _where(path, item, name)
+        section = {k: _substitute(v, root, base) for k, v in dict(section or {}).items()}
+        if name in tools:
+            steps.append(_plan_tool(index, tools[name], section, current, root, shared_io, where))
+            continue
         entry = RECIPE_STAGES.get(name)
         if entry is None:
-            raise UsageError(
-                f"{_where(path, item, name)}: unknown stage '{name}' (known: {', '.join(sorted(RECIPE_STAGES))})"
-            )
-        section = {k: _substitute(v, root) for k, v in dict(section or {}).items()}
+            known = ", ".join(sorted([*RECIPE_STAGES, *tools]))
+            raise UsageError(f"{where}: unknown stage '{name}' (known: {known})")
         stage_io = {**shared_io, **(section.pop("io", None) or {})}
         extra = {k: section.pop(k) for k in entry.extra if k in section}
-        where = _where(path, item, name)
         params = from_mapping(entry.params_cls, section, f"{where}: {name}")
         io = from_mapping(
             IOOptions, {k: v for k, v in stage_io.items() if k not in ("inputs", "output")}, f"{where}: io"
         )
         io.output = str(root / f"{index + 1:02d}-{name}")
-        io.inputs = inputs if not stages else [stages[-1].io.output]
-        stages.append(PlannedStage(index, entry, params, io, extra))
-    return Recipe(path, root, inputs, stages)
+        io.inputs = list(current)
+        steps.append(PlannedStage(index, entry, params, io, extra))
+        current = [io.output]
+    return Recipe(path, root, inputs, steps)
 
 
-def _substitute(value: Any, work_dir: Path) -> Any:
-    """``${work_dir}`` in a stage's string values names the run's work directory (e.g. a tokenizer made there)."""
+def _plan_tool(index: int, tool: RecipeTool, section: dict, inputs: list[str], root: Path, shared_io: dict,
+               where: str) -> PlannedTool:
+    """Split a tool's section over its params dataclasses and its other arguments; unknown keys are errors."""
+    section = {k.replace("-", "_"): v for k, v in section.items()}
+    params = []
+    for cls in tool.params_classes:
+        names = {f.name for f in dataclasses.fields(cls)}
+        params.append(from_mapping(cls, {k: section.pop(k) for k in list(section) if k in names},
+                                   f"{where}: {tool.name}"))
+    unknown = sorted(set(section) - set(tool.arguments))
+    if unknown:
+        expected = sorted({f.name for c in tool.params_classes for f in dataclasses.fields(c)} | set(tool.arguments))
+        raise UsageError(f"{where}: {tool.name}: unknown key(s) {', '.join(unknown)}; "
+                         f"expected some of {', '.join(expected)}")
+    arguments = {}
+    for name, default in tool.arguments.items():
+        value = section.get(name, shared_io.get(name, default))
+        if value is REQUIRED:
+            raise UsageError(f"{where}: {tool.name}: '{name}' is required")
+        arguments[name] = value
+    return PlannedTool(index, tool, params, arguments, list(inputs), root)
+
+
+def recipe_tools() -> dict[str, RecipeTool]:
+    """Tool steps: the `curate mix` search commands (``mix-propose`` …) and ``langid-calibrate``."""
+    from curate.cli.langid import CalibrateParams, calibrate_command
+    from curate.cli.mix import COMMANDS
+
+    tools = {
+        "langid-calibrate": RecipeTool(
+            "langid-calibrate", (CalibrateParams,), {"output": REQUIRED}, True,
+            lambda params, args: calibrate_command(
+                params[0], IOOptions(inputs=args["inputs"], output=args["output"], quiet=True)),
+        )
+    }
+    for name, (function, classes, parameters) in COMMANDS.items():
+        defaults = {p.name: _typer_default(p) for p in parameters if p.name != "inputs"}
+        takes_inputs = any(p.name == "inputs" for p in parameters)
+        tools[f"mix-{name}"] = RecipeTool(
+            f"mix-{name}", tuple(classes), defaults, takes_inputs,
+            lambda params, args, function=function: function(*params, **args)[0],
+        )
+    return tools
+
+
+def _typer_default(parameter: inspect.Parameter) -> Any:
+    default = getattr(parameter.default, "default", parameter.default)
+    return REQUIRED if default is ... else default
+
+
+def _minhash_passes(planned: PlannedStage) -> list[Pass]:
+    """signatures → cluster → filter, as `curate dedup minhash` runs them, each an array pass."""
+    from curate.cli.dedup import _sub
+    from curate.io.runner import run_map_stage
+    from curate.stages.dedup.minhash_dedup import ClusterFilterStage, cluster_signatures, compute_signatures
+    from curate.stages.dedup.params import ClusterParams, FilterParams, SignatureParams
+
+    params = planned.params
+    work = Path(params.work_dir or f"{planned.io.output.rstrip('/')}.minhash-work")
+    signatures, clusters = work / "signatures", work / "clusters"
+    return [
+        Pass("signatures", signatures, True,
+             lambda io: compute_signatures(_sub(params, SignatureParams), io, signatures)),
+        Pass("cluster", clusters, True,
+             lambda io: cluster_signatures(_sub(params, ClusterParams), signatures, clusters, io)),
+        Pass("filter", Path(planned.io.output), True,
+             lambda io: run_map_stage(ClusterFilterStage(_sub(params, FilterParams), clusters), io,
+                                      rejected_dir=planned.extra.get("rejected"))),
+    ]
+
+
+def _substitute(value: Any, work_dir: Path, recipe_dir: Path) -> Any:
+    """``${work_dir}`` / ``${recipe_dir}`` in a step's string values (a tokenizer made there, shipped weights)."""
     if isinstance(value, str):
-        return value.replace("${work_dir}", str(work_dir))
+        return value.replace("${work_dir}", str(work_dir)).replace("${recipe_dir}", str(recipe_dir))
     if isinstance(value, list):
-        return [_substitute(v, work_dir) for v in value]
+        return [_substitute(v, work_dir, recipe_dir) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, work_dir, recipe_dir) for k, v in value.items()}
     return value
 
 
@@ -152,15 +345,26 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
-def describe_stage(planned: PlannedStage) -> dict:
-    """What --dry-run prints for a stage: inputs, output, units and how many are finished."""
+def describe_stage(planned: Step) -> dict:
+    """What --dry-run prints for a step: inputs, output, units and how many are finished."""
+    if isinstance(planned, PlannedTool):
+        return {
+            "stage": planned.name, "kind": "tool",
+            "inputs": planned.inputs if planned.tool.takes_inputs else [],
+            "output": planned.arguments.get("output") or "-",
+            "params": {**{k: v for p in planned.params for k, v in dataclasses.asdict(p).items()},
+                       **planned.arguments},
+            "units": None, "finished": 0, "status": "done" if planned.done() else "to do",
+        }
     from curate.io.inputs import Columns, plan_units, resolve_inputs
     from curate.io.output import OutputDir
 
     row: dict[str, Any] = {
         "stage": planned.name,
+        "kind": "stage",
         "inputs": planned.io.inputs,
         "output": planned.io.output,
+        "passes": [p.name for p in planned.passes() if p.name],
         "params": dataclasses.asdict(planned.params),
     }
     try:
@@ -169,8 +373,8 @@ def describe_stage(planned: PlannedStage) -> dict:
             planned.io.max_rows_per_shard,
             Columns(planned.io.text_column, planned.io.id_column),
         )
-    except Exception:
-        row.update(units=None, finished=0, status="waits for the previous stage")
+    except Exception as exc:  # not there yet: an earlier stage makes it, or the recipe's inputs are missing
+        row.update(units=None, finished=0, status=f"inputs not ready ({exc})")
         return row
     out = OutputDir(planned.io.output)
     finished = sum(1 for u in units if out.path.exists() and out.finished(u.index) is not None)
@@ -179,11 +383,52 @@ def describe_stage(planned: PlannedStage) -> dict:
     return row
 
 
-def run_recipe(recipe: Recipe) -> list[dict]:
-    """Run every stage in order; stop after a stage that this array task could not finish alone."""
+def run_step(step: Step, task: tuple[int, int] = (0, 1), only_pass: str | None = None) -> dict:
+    """Run a step's passes in order as array task ``task`` = (index, count); stop at an unfinished pass.
+
+    Single passes run only in task 0 (as task 0 of 1). Every pass leaves a task marker (``curate status``).
+    """
+    from curate.pipeline import task_marker
+
+    started = time.perf_counter()
+    if isinstance(step, PlannedTool):
+        if task[0] != 0:
+            return {"stage": step.name, "complete": True, "skipped": "a tool runs in task 0 only"}
+        with task_marker(step.work_dir, step.key, 0, 1):
+            return {**step.run(), "stage": step.name, "wall_seconds": round(time.perf_counter() - started, 3)}
+    passes = step.passes()
+    if only_pass is not None:
+        names = [p.name for p in passes if p.name]
+        if only_pass not in names:
+            raise UsageError(f"--pass {only_pass}: {step.key} has " + (
+                f"the passes {', '.join(names)}" if names else "no passes (omit --pass)"))
+        passes = [p for p in passes if p.name == only_pass]
+    summary: dict = {}
+    for piece in passes:
+        index, count = task if piece.array else (0, 1)
+        if not piece.array and task[0] != 0:
+            return {"stage": step.name, "complete": True, "skipped": "a single-task pass runs in task 0 only"}
+        io = dataclasses.replace(step.io, shard_index=index, num_shards=count)
+        work_dir = Path(step.io.output).parent
+        with task_marker(work_dir, step.key + (f".{piece.name}" if piece.name else ""), index, count):
+            result = piece.run(io)
+        if piece.name and piece.name != passes[-1].name:
+            summary[piece.name] = result
+        else:
+            summary.update(result)
+        if not result.get("complete", True):
+            summary["complete"] = False
+            break
+    summary["stage"] = step.name
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def run_recipe(recipe: Recipe, task: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Run every step in order; stop after a step that this array task could not finish alone."""
     summaries = []
-    for planned in recipe.stages:
-        summary = planned.stage.run(planned.params, planned.io, **planned.extra)
+    for step in recipe.stages:
+        summary = run_step(step, task)
         summaries.append(summary)
         if not summary.get("complete", True):
             break

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("curate.cli.validate", "register"),
     "report": ("curate.cli.validate", "register"),
     "run": ("curate.cli.run", "register"),
+    "status": ("curate.cli.run", "register"),
     "sample": ("curate.cli.demo", "register"),
     "demo": ("curate.cli.demo", "register"),
 }

@@ -66,6 +66,10 @@ REPORT_OPTIONS = [
 ]
 
 
+# name → (function, params dataclasses, other arguments): `curate run` calls these as `mix-NAME` recipe steps
+COMMANDS: dict[str, tuple[Callable, list[type], list[inspect.Parameter]]] = {}
+
+
 def _command(name: str, params_classes: list[type], arguments: list[inspect.Parameter], *, help: str,
              examples: str) -> Callable[[Callable[..., tuple[dict, list[str]]]], Callable]:
     """Register ``fn(*params, **arguments) -> (summary, lines)``; flags come from the params dataclasses."""
@@ -90,6 +94,7 @@ def _command(name: str, params_classes: list[type], arguments: list[inspect.Para
             signature += cli_parameters(cls)
         command.__signature__ = inspect.Signature([*signature, *REPORT_OPTIONS])  # type: ignore[attr-defined]
         app.command(name, help=help, epilog=examples)(command)
+        COMMANDS[name] = (fn, params_classes, arguments)
         return fn
 
     return decorator

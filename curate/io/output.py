@@ -161,8 +161,9 @@ class OutputDir:
         write_json_atomic(plan_path, plan)
 
     def _foreign_files(self) -> list[str]:
+        """Entries curate did not write (its temporary files start with a dot: a killed write leaves one)."""
         ours = {PROGRESS_DIR, TMP_DIR}
-        return [p.name for p in self.path.iterdir() if p.name not in ours]
+        return [p.name for p in self.path.iterdir() if p.name not in ours and not p.name.startswith(".")]
 
     def clear(self) -> None:
         """Remove what curate writes in an output directory (and nothing else): shards, ``_*`` metadata files

@@ -8,6 +8,7 @@ reruns skip finished units, and whoever finishes the last unit writes the manife
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -188,6 +189,39 @@ def _drain(progress_queue, progress: Progress) -> None:
         progress.update(docs, nbytes)
 
 
+# -- executors: who runs a stage's units -------------------------------------------------------------------
+class Executor(Protocol):
+    """Runs ``units`` of ``job`` (each through ``_process_unit``); output never depends on the executor."""
+
+    def run(self, job: _Job, units: list[Unit], progress: Progress) -> None: ...
+
+
+class LocalExecutor:
+    """This process (``--workers 1``) or a pool of ``--workers`` spawned processes on this machine."""
+
+    def run(self, job: _Job, units: list[Unit], progress: Progress) -> None:
+        if job.io.workers > 1 and len(units) > 1:
+            _run_parallel(job, units, progress)
+        elif units:
+            job.stage.setup()
+            for unit in units:
+                _process_unit(job, unit, progress.update)
+                progress.update(units=1)
+
+
+_EXECUTORS: list[Executor] = [LocalExecutor()]
+
+
+@contextlib.contextmanager
+def use_executor(executor: Executor) -> Iterator[Executor]:
+    """Run the map stages started inside the block on ``executor`` (e.g. Ray for ``curate run --executor ray``)."""
+    _EXECUTORS.append(executor)
+    try:
+        yield executor
+    finally:
+        _EXECUTORS.remove(executor)
+
+
 # -- entry point ------------------------------------------------------------------------------------------
 def make_plan(stage: MapStage, io: IOOptions, files, units: list[Unit]) -> dict:
     return {
@@ -226,14 +260,7 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
     ]
     total_rows = sum(u.rows or 0 for u in todo) if all(u.rows is not None for u in todo) else None
     progress = Progress(stage.name, len(todo), total_rows, enabled=not io.quiet)
-    job = _Job(stage, io, out, rejected)
-    if io.workers > 1 and len(todo) > 1:
-        _run_parallel(job, todo, progress)
-    elif todo:
-        stage.setup()
-        for unit in todo:
-            _process_unit(job, unit, progress.update)
-            progress.update(units=1)
+    _EXECUTORS[-1].run(_Job(stage, io, out, rejected), todo, progress)
     progress.close()
 
     records = out.all_records(len(units))

@@ -1,0 +1,213 @@
+"""Pipelines at scale: shipped recipes, tool steps, Slurm array scripts run task by task (shuffled, one
+failing and retried), `curate status`, SIGKILL at random points then resume, and the Ray executor."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from curate.cli.main import app
+from curate.io.errors import UsageError
+from curate.io.output import file_checksum
+from curate.recipes import load_recipe, run_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+SHIPPED = [p for p in RECIPES if "stages" in p.read_text()]
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def checksums(work: Path) -> dict[str, str]:
+    """Every shard of every stage (not metadata, whose timestamps differ)."""
+    return {str(p.relative_to(work)): file_checksum(p) for p in sorted(work.glob("[0-9][0-9]-*/part-*.parquet"))}
+
+
+def pipeline_recipe(tmp_path: Path, corpus: Path, name: str = "r.yaml") -> Path:
+    recipe = tmp_path / name
+    recipe.write_text(
+        f"inputs: [{corpus}]\nio: {{max_rows_per_shard: 300, batch_size: 100}}\nstages:\n"
+        "  - langid: {min_score: 0.5}\n  - quality: {}\n  - dedup-minhash: {threshold: 0.8}\n"
+        "  - dedup-rehydrate: {}\n"
+    )
+    return recipe
+
+
+@pytest.mark.parametrize("recipe", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_recipe_loads_and_dry_runs(recipe, tmp_path):
+    result = invoke("run", str(recipe), "--work-dir", str(tmp_path / "w"), "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert [row["stage"] for row in plan] == [s.name for s in load_recipe(recipe).stages]
+    assert all(row["status"] != "done" for row in plan)
+
+
+def test_shipped_recipes_cover_the_issue():
+    names = {p.stem for p in SHIPPED}
+    assert {"demo", "fineweb-en", "multilingual", "regmix"} <= names
+    demo = [s.name for s in load_recipe(REPO / "recipes" / "demo.yaml").stages]
+    assert demo == ["langid", "quality", "dedup-minhash", "mix-apply", "pack"]
+    regmix = [s.name for s in load_recipe(REPO / "recipes" / "regmix.yaml").stages]
+    assert regmix[-5:] == ["mix-propose", "mix-proxy", "mix-fit", "mix-optimize", "mix-apply"]
+
+
+def test_multilingual_and_regmix_recipes_run_on_the_sample(small_corpus, tmp_path):
+    lingual = load_recipe(REPO / "recipes" / "multilingual.yaml", str(tmp_path / "ml"), {"quiet": True},
+                          inputs=[str(small_corpus)])
+    summaries = run_recipe(lingual)
+    thresholds = (tmp_path / "ml" / "thresholds.yaml").read_text()
+    assert "en:" in thresholds and summaries[2]["docs_out"] < summaries[2]["docs_in"]
+    assert "repeat" in __import__("pyarrow.parquet").parquet.read_schema(
+        next((tmp_path / "ml" / "06-dedup-rehydrate").glob("part-*.parquet"))).names
+    mix = load_recipe(REPO / "recipes" / "regmix.yaml", str(tmp_path / "rm"), {"quiet": True},
+                      inputs=[str(tmp_path / "ml" / "06-dedup-rehydrate")])
+    first = run_recipe(mix)
+    weights = (tmp_path / "rm" / "weights.yaml").read_text()
+    assert "web:" in weights and (tmp_path / "rm" / "06-mix-apply" / "_manifest.json").exists()
+    shards = checksums(tmp_path / "rm")
+    again = run_recipe(mix)  # tools with the same fingerprint are skipped, the stage finds its output done
+    assert all(s.get("skipped") == "done before" for s in again[:-1])
+    assert again[-1]["docs_out"] == first[-1]["docs_out"] and checksums(tmp_path / "rm") == shards
+
+
+def test_tool_step_errors_name_key_and_line(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("inputs: [x]\nstages:\n  - langid: {}\n  - mix-fit: {mixtures: m.csv, resuls: r.csv}\n")
+    with pytest.raises(UsageError, match=r"line 4: mix-fit: unknown key\(s\) resuls"):
+        load_recipe(recipe)
+    recipe.write_text("inputs: [x]\nstages:\n  - langid-calibrate: {min_docs: 5}\n")
+    with pytest.raises(UsageError, match=r"line 3: langid-calibrate: 'output' is required"):
+        load_recipe(recipe)
+
+
+def test_slurm_tasks_in_shuffled_order_with_a_failure_match_a_single_run(small_corpus, tmp_path, monkeypatch):
+    from curate.stages.quality.heuristics import QualityStage
+
+    recipe = pipeline_recipe(tmp_path, small_corpus)
+    single = tmp_path / "single"
+    assert invoke("run", str(recipe), "--work-dir", str(single), "-q").exit_code == 0
+
+    work, slurm = tmp_path / "array", tmp_path / "slurm"
+    result = invoke("run", str(recipe), "--work-dir", str(work), "--emit-slurm", str(slurm), "--tasks", "3",
+                    "--sbatch-option=--partition=cpu")
+    assert result.exit_code == 0, result.output
+    submit = (slurm / "submit.sh").read_text()
+    scripts = [slurm / name for name in re.findall(r'"\$dir/([^"]+)"', submit)]  # in submission order
+    assert sorted(scripts) == sorted(slurm.glob("*.sbatch"))
+    assert [s.stem for s in scripts] == [
+        "01-langid", "02-quality", "03-dedup-minhash.signatures", "03-dedup-minhash.cluster",
+        "03-dedup-minhash.filter", "04-dedup-rehydrate"]
+    assert submit.count("sbatch --parsable $dependency") == len(scripts) and "afterok:$jid" in submit
+    assert subprocess.run(["bash", "-n", str(slurm / "submit.sh")]).returncode == 0
+    for script in scripts:
+        text = script.read_text()
+        assert "#SBATCH --array=0-2" in text and "#SBATCH --partition=cpu" in text
+        assert '--shard-index "$SLURM_ARRAY_TASK_ID"' in text and "--num-shards 3" in text
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+    original = QualityStage.process
+    failing = {"left": 1}
+
+    def crash_once(self, batch, columns):
+        if os.environ.get("SLURM_ARRAY_TASK_ID") == "1" and failing["left"]:
+            failing["left"] -= 1
+            raise RuntimeError("node lost")
+        return original(self, batch, columns)
+
+    monkeypatch.setattr(QualityStage, "process", crash_once)
+    rng = random.Random(3)
+    for script in scripts:
+        command = next(line for line in script.read_text().splitlines() if line.startswith("exec "))
+        tasks = [0, 1, 2]
+        rng.shuffle(tasks)
+        for task in tasks:
+            for name, value in (("SLURM_ARRAY_TASK_ID", task), ("SLURM_ARRAY_TASK_COUNT", 3), ("SLURM_ARRAY_JOB_ID", 77)):
+                monkeypatch.setenv(name, str(value))
+            argv = shlex.split(command.replace("$SLURM_ARRAY_TASK_ID", str(task)))[4:]  # after python -m curate
+            result = invoke(*argv)
+            if script.stem == "02-quality" and task == 1 and result.exit_code != 0:
+                status = invoke("status", str(work), "--json")
+                report = json.loads(status.output)
+                quality = next(p for p in report["pieces"] if p["key"] == "02-quality")
+                assert status.exit_code == 1 and quality["state"] == "failed"
+                assert quality["failed"] == [1, 4] and quality["rerun_tasks"] == [1]
+                assert "RuntimeError: node lost" in quality["errors"][0]
+                assert report["resubmit"][0].startswith("jid=$(sbatch --parsable --array=1 ")
+                assert report["resubmit"][0].endswith("02-quality.sbatch)")
+                assert "--dependency=afterok:${jid%%;*}" in report["resubmit"][1]
+                result = invoke(*argv)  # the retried task
+            assert result.exit_code == 0, (script.stem, task, result.output)
+    assert failing["left"] == 0
+    assert checksums(work) == checksums(single) and len(checksums(single)) >= 12
+    status = invoke("status", str(work))
+    assert status.exit_code == 0 and "all complete" in status.output
+
+
+def test_status_lists_missing_units_and_the_local_command(small_corpus, tmp_path):
+    recipe = pipeline_recipe(tmp_path, small_corpus)
+    work = tmp_path / "w"
+    result = invoke("run", str(recipe), "--work-dir", str(work), "--stage", "1", "--shard-index", "0",
+                    "--num-shards", "2", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads(invoke("status", str(work), "--json").output)
+    langid = report["pieces"][0]
+    assert langid["units"] == 6 and langid["complete"] == 3 and langid["missing"] == [1, 3, 5]
+    assert report["pieces"][1]["state"] == "waiting"
+    assert report["resubmit"] == [shlex.join([sys.executable, "-m", "curate", "run", str(recipe.resolve()),
+                                              "--work-dir", str(work.resolve())])]
+
+
+def _run_killed(recipe: Path, work: Path, delay: float) -> int:
+    process = subprocess.Popen([sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(work), "-q"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    return process.wait()
+
+
+def test_sigkill_at_random_points_then_rerun_gives_identical_shards(small_corpus, tmp_path):
+    recipe = pipeline_recipe(tmp_path, small_corpus)
+    reference = tmp_path / "reference"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(reference), "-q"],
+                   check=True)
+    duration = time.perf_counter() - started
+    expected = checksums(reference)
+    killed_mid_run = 0
+    for seed in (1, 2, 3):
+        work = tmp_path / f"killed-{seed}"
+        delay = random.Random(seed).uniform(0.35, 0.95) * duration
+        if _run_killed(recipe, work, delay) == -signal.SIGKILL:
+            killed_mid_run += 1
+        subprocess.run([sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(work), "-q"],
+                       check=True)
+        assert checksums(work) == expected, f"seed {seed}, killed after {delay:.2f}s"
+    assert killed_mid_run >= 2
+
+
+def test_ray_executor_gives_the_local_output(small_corpus, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (optional extra: pip install 'curate[ray]')")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"inputs: [{small_corpus}]\nio: {{max_rows_per_shard: 300}}\nstages:\n"
+                      "  - langid: {}\n  - dedup-minhash: {}\n")
+    local = invoke("run", str(recipe), "--work-dir", str(tmp_path / "local"), "-q", "--workers", "2")
+    assert local.exit_code == 0, local.output
+    ray = invoke("run", str(recipe), "--work-dir", str(tmp_path / "ray"), "--json", "--executor", "ray",
+                 "--workers", "2")
+    assert ray.exit_code == 0, ray.output
+    summaries = json.loads(ray.output.strip().splitlines()[-1])
+    assert summaries[0]["units_processed"] == 6 and summaries[0]["complete"]
+    assert checksums(tmp_path / "ray") == checksums(tmp_path / "local")
