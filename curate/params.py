@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 
 from curate.io.errors import UsageError
 
@@ -165,6 +166,21 @@ def from_mapping(cls: type, values: dict[str, Any], where: str = "config") -> An
             raise UsageError(f"{where}: {original} must be one of {', '.join(choices)}, got {value!r}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def load_mapping(path: str | Path, what: str, loader: type = yaml.SafeLoader) -> dict[str, Any]:
+    """A YAML (or JSON) file whose top level is a mapping, or a UsageError that names ``what`` and the file."""
+    try:
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{what} {path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{what} {path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
 
 
 def to_dict(params: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import yaml
 from curate.cli.common import RECIPE_STAGES, RecipeStage
 from curate.io.errors import UsageError
 from curate.io.options import IOOptions
-from curate.params import digest, fingerprint, from_mapping
+from curate.params import digest, fingerprint, from_mapping, load_mapping
 
 _TOP_KEYS = {"inputs", "work_dir", "io", "stages", "name", "description"}
 # stages that are one run of the shared map runner: any number of array tasks may share them
@@ -203,14 +203,7 @@ def load_recipe(
     load_all()  # every stage registers its recipe entry when its command module loads
 
     path = Path(path)
-    try:
-        data = yaml.load(path.read_text(), Loader=_LineLoader)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read recipe ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: a recipe is a mapping with inputs, work_dir, stages")
+    data = load_mapping(path, "recipe", loader=_LineLoader)
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise UsageError(

@@ -8,19 +8,17 @@ after install. Any fastText LID model loads with ``--model``: lid.176.bin, GlotL
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns
 from curate.io.output import file_checksum
-from curate.params import option
+from curate.params import load_mapping, option
 from curate.stages.base import MapStage, StageOutput
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "lid.176.ftz"
@@ -64,12 +62,8 @@ def split_label(label: str) -> tuple[str, str | None]:
 
 
 def load_thresholds(path: str) -> dict[str, float]:
-    try:
-        with open(path) as fh:
-            data = json.load(fh) if path.endswith(".json") else yaml.safe_load(fh)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: cannot read thresholds ({exc})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, int | float) for v in data.values()):
+    data = load_mapping(path, "--thresholds")
+    if not all(isinstance(v, int | float) for v in data.values()):
         raise UsageError(f"{path}: expected a mapping of language → number (e.g. en: 0.65)")
     return {str(k): float(v) for k, v in data.items()}
 

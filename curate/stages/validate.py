@@ -34,11 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
 from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns, InputFile
-from curate.params import from_mapping, option
+from curate.params import from_mapping, load_mapping, option
 from curate.stages.corpus_stats import SAMPLE_LIMIT, NullTextRows, blank, char_lengths, scan
 from curate.stages.dedup.store import hash128
 from curate.stages.mix.domains import TokenCounter
@@ -144,15 +143,7 @@ def load_rules(path: str | None, overrides: dict[str, Any]) -> ValidateRules:
     """Rules from a YAML file (keys as the flags, without --), then every flag that differs from its default."""
     values: dict[str, Any] = {}
     if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle) or {}
-        except OSError as exc:
-            raise UsageError(f"--rules {path}: cannot read ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--rules {path}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"--rules {path}: expected a mapping of rule names to values")
+        data = load_mapping(path, "--rules")
         values = {key.replace("-", "_"): value for key, value in data.items()}
         shares = values.get("min_language_share")
         if isinstance(shares, dict):

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from curate.io.errors import UsageError
+from curate.params import load_mapping
 
 FILTER_SECTIONS = {
     "gopher-quality": "gopher_quality",
@@ -121,15 +122,7 @@ class QualityConfig:
     def load(cls, path: Path | None) -> QualityConfig:
         if path is None:
             return cls()
-        try:
-            user = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"--config {path}: cannot read ({exc.strerror})") from exc
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--config {path}: not valid YAML ({exc})") from exc
-        if user is not None and not isinstance(user, dict):
-            raise UsageError(f"--config {path}: expected a mapping of settings at the top level")
-        return cls(user, source=f"--config {path}")
+        return cls(load_mapping(path, "--config"), source=f"--config {path}")
 
     def settings(self, lang: str) -> LanguageSettings:
         """Settings for a normalised language code."""
