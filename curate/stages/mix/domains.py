@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from curate.io.errors import InputError, UsageError
 from curate.io.inputs import BadRows, Columns, iter_batches
 from curate.io.output import write_text_atomic
+from curate.stages.mix.tables import read_versioned_json
 
 BYTES_PER_TOKEN = 4
 STATS_FORMAT = "curate-mix-stats/1"
@@ -125,14 +126,7 @@ class DomainStats:
 
     @classmethod
     def load(cls, path: str | Path) -> DomainStats:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(str(path), "file not found (write it with `curate mix stats -o FILE`)") from None
-        except json.JSONDecodeError as err:
-            raise InputError(str(path), f"not JSON ({err.msg})") from None
-        if data.get("format") != STATS_FORMAT:
-            raise InputError(str(path), f"expected format {STATS_FORMAT}, got {data.get('format')!r}")
+        data = read_versioned_json(path, STATS_FORMAT, "write it with `curate mix stats -o FILE`")
         stats = cls(data["tokenizer"])
         for name, row in data["domains"].items():
             stats.add(name, int(row["documents"]), int(row["bytes"]), int(row["tokens"]))

@@ -14,9 +14,10 @@ import lightgbm as lgb
 import numpy as np
 from scipy.stats import spearmanr
 
-from curate.io.errors import InputError, UsageError
+from curate.io.errors import UsageError
 from curate.io.output import write_text_atomic
 from curate.params import option
+from curate.stages.mix.tables import read_versioned_json
 
 MODEL_FORMAT = "curate-mix-model/1"
 REGRESSORS = ["lightgbm", "linear"]
@@ -140,14 +141,7 @@ def save_model(model: MixModel, directory: str | Path) -> None:
 def load_model(directory: str | Path) -> MixModel:
     directory = Path(directory)
     meta_path = directory / "model.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(str(meta_path), "no model here (write one with `curate mix fit -o DIR`)") from None
-    except json.JSONDecodeError as err:
-        raise InputError(str(meta_path), f"not JSON ({err.msg})") from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise InputError(str(meta_path), f"expected format {MODEL_FORMAT}, got {meta.get('format')!r}")
+    meta = read_versioned_json(meta_path, MODEL_FORMAT, "no model here: write one with `curate mix fit -o DIR`")
     booster_path = directory / "lightgbm.txt"
     booster = lgb.Booster(model_file=str(booster_path)) if booster_path.exists() else None
     return MixModel(

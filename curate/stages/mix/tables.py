@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,20 @@ def join_target(
         raise InputError(str(results_path), f"fewer than 2 rows share an '{INDEX}' with {mixtures_path}")
     rows = joined["_row"].to_numpy()
     return index[rows], domains, weights[rows], joined[target].to_numpy().astype(np.float64)
+
+
+def read_versioned_json(path: str | Path, expected_format: str, missing_hint: str) -> dict:
+    """A JSON file curate wrote (stats, models): checked for its format tag, with errors that say what to run."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(str(path), f"file not found ({missing_hint})") from None
+    except json.JSONDecodeError as err:
+        raise InputError(str(path), f"not JSON ({err.msg})") from None
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise InputError(str(path), f"expected format {expected_format}, got {found!r}")
+    return data
 
 
 def write_csv(frame: pl.DataFrame, path: str | Path) -> None:
