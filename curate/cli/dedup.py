@@ -11,6 +11,7 @@ import typer
 from curate.cli.common import keyword_option, stage_command, stage_group
 from curate.io.errors import UsageError
 from curate.io.options import IOOptions
+from curate.io.storage import require_local
 from curate.stages.dedup.params import (
     ClusterParams,
     ExactParams,
@@ -59,7 +60,7 @@ def exact(params: ExactParams, io: IOOptions) -> dict:
 
     if io.output == "-":
         raise UsageError("dedup exact needs an output directory (-o DIR), not -")
-    return exact_dedup(params, io, f"{io.output.rstrip('/')}.exact-work")
+    return exact_dedup(params, io, require_local(f"{io.output.rstrip('/')}.exact-work", "curate dedup exact"))
 
 
 @stage_command(
@@ -82,7 +83,8 @@ def minhash(params: MinhashParams, io: IOOptions, rejected: str | None = None) -
         raise UsageError("for array jobs run the passes separately: `curate dedup minhash signatures`, "
                          "`… cluster`, `… filter`, each with --shard-index/--num-shards")
     started = time.perf_counter()
-    work = Path(params.work_dir or f"{io.output.rstrip('/')}.minhash-work")
+    default_work = f"{io.output.rstrip('/')}.minhash-work"
+    work = Path(params.work_dir or require_local(default_work, "curate dedup minhash (pass --work-dir, a local folder)"))
     _lsh_line(params, io)
     summary = {"signatures": compute_signatures(_sub(params, SignatureParams), io, work / "signatures")}
     if summary["signatures"]["complete"]:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from curate.io.errors import InputError, UsageError
+from curate.io.storage import filesystem, is_remote, retrying
 
 STDIN = "-"
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -110,9 +111,39 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.parts)
 
 
+def _expand_remote(spec: str) -> list[str]:
+    """List a remote prefix once (paginated by the filesystem), a glob, or one object."""
+    fs, path = filesystem(spec)
+    if any(ch in path for ch in "*?["):
+        found = [fs.unstrip_protocol(p) for p in retrying(spec, lambda: fs.glob(path)) if _classify(p)]
+    elif retrying(spec, lambda: fs.isdir(path)):
+        listing = retrying(spec, lambda: fs.find(path, detail=True))
+        root = path.rstrip("/")
+        found = []
+        for key, info in listing.items():
+            relative = Path(key[len(root) :].lstrip("/"))
+            if info.get("type") != "directory" and not _hidden(relative) and _classify(key) is not None:
+                _REMOTE_SIZES[fs.unstrip_protocol(key)] = int(info.get("size") or 0)
+                found.append(fs.unstrip_protocol(key))
+        if not found:
+            raise InputError(spec, "prefix holds no .parquet or .jsonl[.gz|.zst] objects")
+    elif retrying(spec, lambda: fs.exists(path)):
+        found = [spec]
+    else:
+        raise InputError(spec, "no such object or prefix")
+    if not found:
+        raise InputError(spec, "no object matches this pattern")
+    return found
+
+
+_REMOTE_SIZES: dict[str, int] = {}  # filled by listings, so planning asks the store once per prefix
+
+
 def _expand(spec: str) -> list[str]:
     if spec == STDIN:
         return [STDIN]
+    if is_remote(spec):
+        return _expand_remote(spec)
     if os.path.isdir(spec):
         root = Path(spec)
         found = [
@@ -142,19 +173,30 @@ def _stat(path: str) -> InputFile:
             path, "unknown input format: expected .parquet, .jsonl/.json/.ndjson (optionally .gz or .zst)"
         )
     fmt, compression = kind
-    size = os.path.getsize(path)
+    if is_remote(path):
+        size = _REMOTE_SIZES.get(path)
+        if size is None:
+            fs, key = filesystem(path)
+            size = int(retrying(path, lambda: fs.size(key)))
+    else:
+        size = os.path.getsize(path)
     num_rows = None
     if fmt == "parquet":
         num_rows = parquet_file(path).metadata.num_rows
-    return InputFile(os.path.abspath(path), fmt, compression, size, num_rows)
+    return InputFile(path if is_remote(path) else os.path.abspath(path), fmt, compression, size, num_rows)
 
 
 def parquet_file(path: str) -> pq.ParquetFile:
-    """Open a Parquet file, turning a truncated or foreign file into a clear InputError."""
-    if os.path.getsize(path) == 0:
+    """Open a Parquet file (local or remote), turning a truncated or foreign file into a clear InputError."""
+    if is_remote(path):
+        fs, key = filesystem(path)
+        source: Any = retrying(path, lambda: fs.open(key, "rb"))
+    else:
+        source = path
+    if (source.size if is_remote(path) else os.path.getsize(path)) == 0:
         raise InputError(path, "not a Parquet file (0 bytes)")
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(source)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(path, f"not a readable Parquet file, truncated or corrupt ({exc})") from None
 
@@ -169,7 +211,7 @@ def resolve_inputs(specs: Sequence[str], bad: BadRows | None = None) -> list[Inp
     if STDIN in paths and len(paths) > 1:
         raise UsageError("- (stdin) cannot be combined with other inputs")
     files = []
-    for path in sorted(paths, key=lambda p: os.path.abspath(p) if p != STDIN else p):
+    for path in sorted(paths, key=lambda p: p if p == STDIN or is_remote(p) else os.path.abspath(p)):
         try:
             files.append(_stat(path))
         except InputError as exc:
@@ -254,6 +296,10 @@ def open_binary(file: InputFile) -> BinaryIO:
         raw: BinaryIO = sys.stdin.buffer
         head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
         compression = "zstd" if head == b"\x28\xb5\x2f\xfd" else "gzip" if head[:2] == b"\x1f\x8b" else None
+    elif is_remote(file.path):
+        fs, key = filesystem(file.path)
+        raw = retrying(file.path, lambda: fs.open(key, "rb"))
+        compression = file.compression
     else:
         raw = open(file.path, "rb")  # noqa: SIM115 - closed by the caller through the returned stream
         compression = file.compression

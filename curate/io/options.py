@@ -38,6 +38,12 @@ class IOOptions:
         "fail: stop at the first bad file or row. skip: record it in OUT/_errors.jsonl and go on.",
         choices=["fail", "skip"],
     )
+    storage_options: str | None = option(
+        None,
+        "JSON options for remote filesystems (s3://...), e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}'.",
+        fingerprint=False,
+    )
+    retries: int = option(5, "Retries (exponential backoff) for throttled or failed remote requests.", fingerprint=False)
     quiet: bool = option(False, "No progress on stderr.", short="-q", fingerprint=False)
     json_summary: bool = option(
         False, "Print the run summary as JSON on stdout.", flag="--json", fingerprint=False
@@ -63,7 +69,13 @@ class IOOptions:
         return index, count
 
     def check(self) -> None:
+        """Validate the options and apply the storage settings to this process."""
+        from curate.io.storage import configure
+
         for name in ("batch_size", "max_rows_per_shard", "workers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be ≥ 1")
+        if self.retries < 0:
+            raise UsageError("--retries must be ≥ 0")
+        configure(self.storage_options, self.retries)
         self.task()

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import xxhash
 
 import curate
 from curate.io.errors import OutputError
+from curate.io.storage import is_remote, retrying
 
 PLAN = "_plan.json"
 MANIFEST = "_manifest.json"
@@ -115,90 +117,201 @@ class UnitRecord:
     errors: list[dict] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path) -> UnitRecord:
-        data = json.loads(path.read_text())
+    def from_json(cls, data: dict) -> UnitRecord:
         return cls(data["unit"], [ShardInfo(**s) for s in data["shards"]], data["stats"], data["errors"])
 
 
+class _LocalFiles:
+    """Files of a local output directory: written under temporary names and renamed (atomic)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def read_text(self, name: str) -> str | None:
+        path = self.root / name
+        return path.read_text() if path.exists() else None
+
+    def write_text(self, name: str, text: str) -> None:
+        write_text_atomic(self.root / name, text)
+
+    def size(self, name: str) -> int | None:
+        path = self.root / name
+        return path.stat().st_size if path.exists() else None
+
+    def names(self, prefix: str = "") -> list[str]:
+        """Entries directly under the root (or under ``prefix``, a sub-folder ending in /)."""
+        folder = self.root / prefix
+        return [prefix + p.name for p in folder.iterdir()] if folder.is_dir() else []
+
+    def remove(self, name: str) -> None:
+        path = self.root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def publish(self, local: Path, name: str) -> int:
+        final = self.root / name
+        os.replace(local, final)
+        return final.stat().st_size
+
+
+class _RemoteFiles:
+    """Files under a remote prefix (fsspec). An object appears only when its upload completes, so objects
+    are written once, whole, at their final key (no temporary keys, nothing to clean up after a crash)."""
+
+    def __init__(self, url: str):
+        from curate.io.storage import filesystem
+
+        self.url = url.rstrip("/")
+        self.fs, self.root = filesystem(self.url)
+
+    def _key(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def read_text(self, name: str) -> str | None:
+        key = self._key(name)
+        self.fs.invalidate_cache(key)
+        try:
+            return retrying(f"{self.url}/{name}", lambda: self.fs.cat_file(key)).decode()
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, name: str, text: str) -> None:
+        retrying(f"{self.url}/{name}", lambda: self.fs.pipe_file(self._key(name), text.encode()))
+
+    def size(self, name: str) -> int | None:
+        self.fs.invalidate_cache(self._key(name))  # listings are cached; other tasks write here too
+        try:
+            return int(retrying(f"{self.url}/{name}", lambda: self.fs.size(self._key(name))))
+        except FileNotFoundError:
+            return None
+
+    def names(self, prefix: str = "") -> list[str]:
+        base = self._key(prefix).rstrip("/")
+        self.fs.invalidate_cache(base)
+        try:
+            listing = retrying(f"{self.url}/{prefix}", lambda: self.fs.ls(base, detail=False))
+        except FileNotFoundError:
+            return []
+        return [prefix + key.rstrip("/").rsplit("/", 1)[-1] for key in listing]
+
+    def remove(self, name: str) -> None:
+        key = self._key(name)
+        with contextlib.suppress(FileNotFoundError):
+            retrying(f"{self.url}/{name}", lambda: self.fs.rm(key, recursive=True))
+
+    def publish(self, local: Path, name: str) -> int:
+        retrying(f"{self.url}/{name}", lambda: self.fs.put_file(str(local), self._key(name)))
+        size = local.stat().st_size
+        local.unlink()
+        return size
+
+
 class OutputDir:
-    """An output directory owned by one stage run; knows what is finished and refuses foreign reuse."""
+    """An output directory owned by one stage run; knows what is finished and refuses foreign reuse.
+
+    ``path`` is a local directory, or a remote URL (``s3://bucket/prefix``): then ``files`` talks to the store
+    and shards are staged in a local temporary folder (``path`` is that folder) before their upload.
+    """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.location = str(path)
+        self.remote = is_remote(self.location)
+        if self.remote:
+            self.files: _LocalFiles | _RemoteFiles = _RemoteFiles(self.location)
+            self.path = Path(tempfile.mkdtemp(prefix="curate-staging-"))
+        else:
+            self.path = Path(path)
+            self.files = _LocalFiles(self.path)
+
+    def __reduce__(self):  # workers rebuild it (a remote one gets its own staging folder)
+        return (OutputDir, (self.location,))
+
+    def __str__(self) -> str:
+        return self.location
 
     # -- planning and resume ---------------------------------------------------------------------------
     def prepare(self, plan: dict, overwrite: bool) -> None:
         """Record the plan, or check that an existing one is the same run (resume); refuse otherwise."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            (self.path / PROGRESS_DIR).mkdir(exist_ok=True)
-            (self.path / TMP_DIR).mkdir(exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot create output directory ({exc.strerror})") from None
-        if not os.access(self.path, os.W_OK):
-            raise OutputError(f"{self.path}: output directory is not writable")
-        plan_path = self.path / PLAN
-        if plan_path.exists():
-            existing = json.loads(plan_path.read_text())
+        if not self.remote:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot create output directory ({exc.strerror})") from None
+            if not os.access(self.path, os.W_OK):
+                raise OutputError(f"{self.path}: output directory is not writable")
+        existing_text = self.files.read_text(PLAN)
+        if existing_text is not None:
+            existing = json.loads(existing_text)
             if _comparable(existing) == _comparable(plan):
+                self._make_folders()
                 return
             if not overwrite:
                 raise OutputError(
-                    f"{self.path}: holds the output of a different run ({_difference(existing, plan)}); "
+                    f"{self.location}: holds the output of a different run ({_difference(existing, plan)}); "
                     "choose another -o or pass --overwrite to replace it"
                 )
             self.clear()
         elif self._foreign_files() and not overwrite:
             raise OutputError(
-                f"{self.path}: is not empty and was not written by this curate run; "
+                f"{self.location}: is not empty and was not written by this curate run; "
                 "choose another -o or pass --overwrite"
             )
         elif overwrite:
             self.clear()
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / PROGRESS_DIR).mkdir(exist_ok=True)
-        (self.path / TMP_DIR).mkdir(exist_ok=True)
-        write_json_atomic(plan_path, plan)
+        self._make_folders()
+        self.files.write_text(PLAN, json.dumps(plan, indent=2, sort_keys=True, default=str) + "\n")
+
+    def _make_folders(self) -> None:
+        (self.path / TMP_DIR).mkdir(parents=True, exist_ok=True)
+        if not self.remote:
+            (self.path / PROGRESS_DIR).mkdir(exist_ok=True)
 
     def _foreign_files(self) -> list[str]:
         """Entries curate did not write (its temporary files start with a dot: a killed write leaves one)."""
         ours = {PROGRESS_DIR, TMP_DIR}
-        return [p.name for p in self.path.iterdir() if p.name not in ours and not p.name.startswith(".")]
+        return [name for name in self.files.names() if name not in ours and not name.startswith(".")]
 
     def clear(self) -> None:
         """Remove what curate writes in an output directory (and nothing else): shards, ``_*`` metadata files
         (plan, manifest, stats, errors, stage headers such as ``_buckets.json``) and its folders."""
-        for entry in self.path.iterdir():
-            if entry.name in (PROGRESS_DIR, TMP_DIR) or (entry.is_dir() and entry.name.startswith("bucket_")):
-                shutil.rmtree(entry)
-            elif entry.is_file() and entry.name.startswith(("part-", "_")):
-                entry.unlink()
+        for name in self.files.names():
+            if name in (PROGRESS_DIR, TMP_DIR) or name.startswith(("part-", "_", "bucket_")):
+                self.files.remove(name)
 
-    def progress_path(self, unit_index: int) -> Path:
-        return self.path / PROGRESS_DIR / f"unit-{unit_index:05d}.json"
+    def _progress_name(self, unit_index: int) -> str:
+        return f"{PROGRESS_DIR}/unit-{unit_index:05d}.json"
 
     def finished(self, unit_index: int) -> UnitRecord | None:
         """The unit's record when it finished and its shards are still there, else None."""
-        path = self.progress_path(unit_index)
-        if not path.exists():
+        text = self.files.read_text(self._progress_name(unit_index))
+        if text is None:
             return None
-        record = UnitRecord.load(path)
+        record = UnitRecord.from_json(json.loads(text))
         for shard in record.shards:
-            target = self.path / shard.name
-            if not target.exists() or target.stat().st_size != shard.bytes:
+            if self.files.size(shard.name) != shard.bytes:
                 return None
         return record
 
     def mark_finished(self, record: UnitRecord) -> None:
-        write_json_atomic(self.progress_path(record.unit), _record_json(record))
+        self.files.write_text(self._progress_name(record.unit), json.dumps(_record_json(record), indent=2, sort_keys=True))
 
     def discard_unit(self, unit_index: int) -> None:
         """Remove leftovers of an interrupted attempt at a unit before redoing it."""
         prefix = f"part-{unit_index:05d}"
-        for directory in (self.path, self.path / TMP_DIR):
-            for entry in directory.glob(prefix + "*"):
-                entry.unlink()
-        self.progress_path(unit_index).unlink(missing_ok=True)
+        for entry in (self.path / TMP_DIR).glob(prefix + "*"):
+            entry.unlink()
+        for name in self.files.names():
+            if name.startswith(prefix):
+                self.files.remove(name)
+        self.files.remove(self._progress_name(unit_index))
+
+    def publish(self, local: Path, rows: int) -> ShardInfo:
+        """Move a complete shard from its temporary place to its final name (rename, or upload)."""
+        checksum = file_checksum(local)
+        size = self.files.publish(local, local.name)
+        return ShardInfo(local.name, rows, size, checksum)
 
     # -- finishing -------------------------------------------------------------------------------------
     def finalize(self, plan: dict, records: list[UnitRecord], command: list[str], seconds: float) -> dict:
@@ -220,13 +333,9 @@ class OutputDir:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         if errors:
-            tmp = self.path / f".{ERRORS}.tmp"
-            with open(tmp, "w") as fh:
-                for error in errors:
-                    fh.write(json.dumps(error, sort_keys=True) + "\n")
-            os.replace(tmp, self.path / ERRORS)
-        write_json_atomic(self.path / STATS, stats)
-        write_json_atomic(self.path / MANIFEST, manifest)
+            self.files.write_text(ERRORS, "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
+        self.files.write_text(STATS, json.dumps(stats, indent=2, sort_keys=True, default=str) + "\n")
+        self.files.write_text(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
         return stats
 
     def all_records(self, unit_count: int) -> list[UnitRecord] | None:
@@ -356,12 +465,7 @@ class ShardWriter:
         if not self._pieces and self.schema is not None:
             self._open_piece()  # a unit whose rows were all removed still gets its (empty) shard
             self._close_piece()
-        infos = []
-        for tmp, rows in self._pieces:
-            final = self.out.path / tmp.name
-            os.replace(tmp, final)
-            infos.append(ShardInfo(final.name, rows, final.stat().st_size, file_checksum(final)))
-        return infos
+        return [self.out.publish(tmp, rows) for tmp, rows in self._pieces]
 
     def abort(self) -> None:
         if self._writer is not None:

@@ -35,6 +35,7 @@ from curate.io.output import (
     merge_counters,
 )
 from curate.io.progress import Progress
+from curate.io.storage import configure
 from curate.params import fingerprint
 from curate.stages.base import MapStage
 
@@ -149,6 +150,7 @@ _WORKER_QUEUE = None
 def _init_worker(job: _Job, progress_queue) -> None:
     global _WORKER_JOB, _WORKER_QUEUE
     _WORKER_JOB, _WORKER_QUEUE = job, progress_queue
+    configure(job.io.storage_options, job.io.retries)  # a spawned process starts with default settings
     job.stage.setup()
 
 
@@ -266,7 +268,7 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
     records = out.all_records(len(units))
     summary: dict = {
         "stage": stage.name,
-        "output": str(out.path),
+        "output": out.location,
         "units": len(units),
         "units_this_task": len(mine),
         "units_processed": len(todo),

@@ -25,6 +25,7 @@ from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import OutputDir, ShardWriter, UnitRecord, input_descriptions
+from curate.io.storage import require_local
 from curate.params import fingerprint, option
 from curate.stages.mix.domains import DomainSpec, TokenCounter
 
@@ -85,6 +86,7 @@ def plan_repeats(doc_tokens: np.ndarray, target: float, max_epochs: float, rng: 
 
 def apply_mixture(params: ApplyParams, io: IOOptions) -> dict:
     io.check()
+    require_local(io.output, "curate mix apply")
     started = time.perf_counter()
     if not params.weights or params.tokens <= 0:
         raise UsageError("--weights FILE and --tokens BUDGET (> 0) are required")

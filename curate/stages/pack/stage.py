@@ -33,6 +33,7 @@ from curate.io.output import (
     write_json_atomic,
 )
 from curate.io.progress import Progress
+from curate.io.storage import require_local
 from curate.params import fingerprint, option
 from curate.stages.pack.curriculum import buckets_metadata
 from curate.stages.pack.packers import BestFitPacker, ConcatPacker, DecomposePacker, DocRows, Emitted, Packer
@@ -185,6 +186,7 @@ def run_pack(params: PackParams, io: IOOptions) -> dict:
     """Tokenize and pack `io.inputs` into `io.output`; returns the run summary (the --json output)."""
     io.check()
     params.check()
+    require_local(io.output, "curate pack")
     started = time.perf_counter()
     if io.output == "-":
         raise UsageError("curate pack writes a directory of token files; -o - is not supported")
