@@ -36,6 +36,7 @@ import yaml
 from curate.cli.common import RECIPE_STAGES, RecipeStage
 from curate.io.errors import UsageError
 from curate.io.options import IOOptions
+from curate.io.storage import is_remote, require_local, work_dir_beside
 from curate.params import digest, fingerprint, from_mapping, load_mapping
 
 _TOP_KEYS = {"inputs", "work_dir", "io", "stages", "name", "description"}
@@ -216,9 +217,11 @@ def load_recipe(
             raise UsageError(f"{path}: missing '{key}'")
     base = path.parent
     inputs = inputs or [
-        i if i == "-" or Path(i).is_absolute() else str(base / i) for i in _as_list(data["inputs"])
+        i if i == "-" or is_remote(i) or Path(i).is_absolute() else str(base / i) for i in _as_list(data["inputs"])
     ]
-    root = Path(work_dir) if work_dir else base / str(data.get("work_dir", "work"))
+    # the work dir holds the pipeline's state (task markers, status) as well as each stage's output
+    root = Path(require_local(work_dir, "--work-dir")) if work_dir else base / require_local(
+        str(data.get("work_dir", "work")), f"{path}: work_dir")
     shared_io = dict(data.get("io") or {})
     shared_io.update(io_overrides or {})
     tools = recipe_tools()
@@ -310,7 +313,7 @@ def _minhash_passes(planned: PlannedStage) -> list[Pass]:
     from curate.stages.dedup.params import ClusterParams, FilterParams, SignatureParams
 
     params = planned.params
-    work = Path(params.work_dir or f"{planned.io.output.rstrip('/')}.minhash-work")
+    work = Path(params.work_dir or work_dir_beside(planned.io.output, "minhash-work"))
     signatures, clusters = work / "signatures", work / "clusters"
     return [
         Pass("signatures", signatures, True,

@@ -14,7 +14,7 @@ import zstandard
 from test_io import LengthParams, LengthStage, run, shard_checksums
 
 from curate.io import storage
-from curate.io.errors import OutputError
+from curate.io.errors import RemoteError
 
 moto_server = pytest.importorskip("moto.server", reason="needs moto[server] (the dev extra installs it)")
 s3fs = pytest.importorskip("s3fs", reason="needs s3fs (pip install 'curate[s3]')")
@@ -148,7 +148,9 @@ class _ThrottlingHandler(http.server.BaseHTTPRequestHandler):
         for key, value in response.getheaders():
             if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        # a HEAD answer has no body but keeps the object's length (what a size check reads)
+        length = response.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -175,5 +177,5 @@ def test_slowdown_is_retried_then_reported_by_key(s3_endpoint, remote_corpus, th
     summary = run([source], out, storage_options=options, retries=8)
     assert summary["complete"] and throttled.refused == 6
     throttled.failures, throttled.refused = 10_000, 0
-    with pytest.raises(OutputError, match=r"s3://corpus/.*still failing after 2 retries"):
+    with pytest.raises(RemoteError, match=r"s3://corpus/.*still failing after 2 retries"):
         run([source], out + "-2", storage_options=options, retries=2)

@@ -11,7 +11,7 @@ import typer
 from curate.cli.common import keyword_option, stage_command, stage_group
 from curate.io.errors import UsageError
 from curate.io.options import IOOptions
-from curate.io.storage import require_local
+from curate.io.storage import require_local, work_dir_beside
 from curate.stages.dedup.params import (
     ClusterParams,
     ExactParams,
@@ -60,7 +60,7 @@ def exact(params: ExactParams, io: IOOptions) -> dict:
 
     if io.output == "-":
         raise UsageError("dedup exact needs an output directory (-o DIR), not -")
-    return exact_dedup(params, io, require_local(f"{io.output.rstrip('/')}.exact-work", "curate dedup exact"))
+    return exact_dedup(params, io, work_dir_beside(io.output, "exact-work"))
 
 
 @stage_command(
@@ -83,8 +83,8 @@ def minhash(params: MinhashParams, io: IOOptions, rejected: str | None = None) -
         raise UsageError("for array jobs run the passes separately: `curate dedup minhash signatures`, "
                          "`… cluster`, `… filter`, each with --shard-index/--num-shards")
     started = time.perf_counter()
-    default_work = f"{io.output.rstrip('/')}.minhash-work"
-    work = Path(params.work_dir or require_local(default_work, "curate dedup minhash (pass --work-dir, a local folder)"))
+    work = Path(require_local(params.work_dir, "--work-dir") if params.work_dir
+                else work_dir_beside(io.output, "minhash-work"))
     _lsh_line(params, io)
     summary = {"signatures": compute_signatures(_sub(params, SignatureParams), io, work / "signatures")}
     if summary["signatures"]["complete"]:
@@ -108,7 +108,7 @@ def signatures(params: SignatureParams, io: IOOptions) -> dict:
     from curate.stages.dedup.minhash_dedup import compute_signatures
 
     _lsh_line(params, io)
-    return compute_signatures(params, io, io.output)
+    return compute_signatures(params, io, require_local(io.output, "-o (the signatures directory)"))
 
 
 @stage_command(
@@ -123,7 +123,8 @@ def cluster(params: ClusterParams, io: IOOptions) -> dict:
 
     if len(io.inputs) != 1:
         raise UsageError("dedup minhash cluster takes exactly one INPUT: the signatures directory")
-    return cluster_signatures(params, io.inputs[0], io.output, io)
+    return cluster_signatures(params, require_local(io.inputs[0], "INPUT (the signatures directory)"),
+                              require_local(io.output, "-o (the clusters directory)"), io)
 
 
 @stage_command(
@@ -136,7 +137,7 @@ def filter_command(params: FilterParams, io: IOOptions, clusters: str = "", reje
     from curate.io.runner import run_map_stage
     from curate.stages.dedup.minhash_dedup import ClusterFilterStage
 
-    return run_map_stage(ClusterFilterStage(params, clusters), io, rejected_dir=rejected)
+    return run_map_stage(ClusterFilterStage(params, require_local(clusters, "--clusters")), io, rejected_dir=rejected)
 
 
 @stage_command(

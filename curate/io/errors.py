@@ -1,7 +1,8 @@
 """Errors that the CLI turns into one clear line and a documented exit code.
 
 Exit codes (also in the README):
-  0 success · 1 a check failed (validate) · 2 usage error · 3 bad input · 4 output problem · 130 interrupted
+  0 success · 1 a check failed (validate) · 2 usage error · 3 bad input · 4 output problem ·
+  5 remote storage still failing after --retries (throttling, 5xx, timeouts: worth a later rerun) · 130 interrupted
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_OUTPUT = 4
+EXIT_REMOTE = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -57,3 +59,9 @@ class InputError(CurateError):
 
 class OutputError(CurateError):
     exit_code = EXIT_OUTPUT
+
+
+class RemoteError(CurateError):
+    """A request to remote storage that kept failing after every retry; names the key."""
+
+    exit_code = EXIT_REMOTE

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,9 +28,10 @@ import pyarrow.parquet as pq
 import zstandard
 
 from curate.io.errors import InputError, UsageError
-from curate.io.storage import filesystem, is_remote, retrying
+from curate.io.storage import filesystem, is_remote, open_remote, retrying
 
 STDIN = "-"
+_REMOTE_STAT_THREADS = 16
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 _TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view())
@@ -111,35 +113,34 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.parts)
 
 
-def _expand_remote(spec: str) -> list[str]:
-    """List a remote prefix once (paginated by the filesystem), a glob, or one object."""
+def _expand_remote(spec: str) -> dict[str, int]:
+    """Objects under a prefix (one paginated listing), matching a glob, or one object: {url: size}."""
     fs, path = filesystem(spec)
     if any(ch in path for ch in "*?["):
-        found = [fs.unstrip_protocol(p) for p in retrying(spec, lambda: fs.glob(path)) if _classify(p)]
-    elif retrying(spec, lambda: fs.isdir(path)):
-        listing = retrying(spec, lambda: fs.find(path, detail=True))
-        root = path.rstrip("/")
-        found = []
-        for key, info in listing.items():
-            relative = Path(key[len(root) :].lstrip("/"))
-            if info.get("type") != "directory" and not _hidden(relative) and _classify(key) is not None:
-                _REMOTE_SIZES[fs.unstrip_protocol(key)] = int(info.get("size") or 0)
-                found.append(fs.unstrip_protocol(key))
-        if not found:
-            raise InputError(spec, "prefix holds no .parquet or .jsonl[.gz|.zst] objects")
-    elif retrying(spec, lambda: fs.exists(path)):
-        found = [spec]
+        listing = retrying(spec, lambda: fs.glob(path, detail=True))
+        if not listing:
+            raise InputError(spec, "no object matches this pattern")
+        root = None
     else:
-        raise InputError(spec, "no such object or prefix")
+        listing = retrying(spec, lambda: fs.find(path, detail=True))
+        if not listing:
+            raise InputError(spec, "no such object or prefix")
+        root = path.rstrip("/")
+    found = {}
+    for key, info in listing.items():
+        if info.get("type") == "directory":
+            continue
+        if key == path:  # the spec names one object: taken whatever its name says (checked later)
+            return {spec: int(info.get("size") or 0)}
+        relative = Path(key[len(root) :].lstrip("/")) if root else Path(key).name
+        if not _hidden(Path(relative)) and _classify(key) is not None:
+            found[fs.unstrip_protocol(key)] = int(info.get("size") or 0)
     if not found:
-        raise InputError(spec, "no object matches this pattern")
+        raise InputError(spec, "prefix holds no .parquet or .jsonl[.gz|.zst] objects")
     return found
 
 
-_REMOTE_SIZES: dict[str, int] = {}  # filled by listings, so planning asks the store once per prefix
-
-
-def _expand(spec: str) -> list[str]:
+def _expand(spec: str) -> list[str] | dict[str, int]:
     if spec == STDIN:
         return [STDIN]
     if is_remote(spec):
@@ -164,7 +165,7 @@ def _expand(spec: str) -> list[str]:
     return [spec]
 
 
-def _stat(path: str) -> InputFile:
+def _stat(path: str, size: int | None = None) -> InputFile:
     if path == STDIN:
         return InputFile(STDIN, "jsonl", None, 0, None)
     kind = _classify(path)
@@ -173,26 +174,17 @@ def _stat(path: str) -> InputFile:
             path, "unknown input format: expected .parquet, .jsonl/.json/.ndjson (optionally .gz or .zst)"
         )
     fmt, compression = kind
-    if is_remote(path):
-        size = _REMOTE_SIZES.get(path)
-        if size is None:
-            fs, key = filesystem(path)
-            size = int(retrying(path, lambda: fs.size(key)))
-    else:
+    if size is None:
         size = os.path.getsize(path)
     num_rows = None
     if fmt == "parquet":
-        num_rows = parquet_file(path).metadata.num_rows
+        num_rows = parquet_file(path, size).metadata.num_rows
     return InputFile(path if is_remote(path) else os.path.abspath(path), fmt, compression, size, num_rows)
 
 
-def parquet_file(path: str) -> pq.ParquetFile:
+def parquet_file(path: str, size: int | None = None) -> pq.ParquetFile:
     """Open a Parquet file (local or remote), turning a truncated or foreign file into a clear InputError."""
-    if is_remote(path):
-        fs, key = filesystem(path)
-        source: Any = retrying(path, lambda: fs.open(key, "rb"))
-    else:
-        source = path
+    source: Any = open_remote(path, size) if is_remote(path) else path
     if (source.size if is_remote(path) else os.path.getsize(path)) == 0:
         raise InputError(path, "not a Parquet file (0 bytes)")
     try:
@@ -205,19 +197,33 @@ def resolve_inputs(specs: Sequence[str], bad: BadRows | None = None) -> list[Inp
     """Expand INPUT arguments into a sorted, de-duplicated list of files (stdin stays where it is: alone)."""
     if not specs:
         raise UsageError("no INPUT given (a file, directory, glob, or - for JSON lines on stdin)")
-    paths: set[str] = set()
+    paths: dict[str, int | None] = {}
     for spec in specs:
-        paths.update(_expand(spec))
+        found = _expand(spec)
+        paths.update(found if isinstance(found, dict) else dict.fromkeys(found))
     if STDIN in paths and len(paths) > 1:
         raise UsageError("- (stdin) cannot be combined with other inputs")
-    files = []
-    for path in sorted(paths, key=lambda p: p if p == STDIN or is_remote(p) else os.path.abspath(p)):
+
+    def stat(path: str) -> InputFile | InputError:
         try:
-            files.append(_stat(path))
+            return _stat(path, paths[path])
         except InputError as exc:
             if bad is None:
                 raise
-            bad.report(exc)
+            return exc
+
+    ordered = sorted(paths, key=lambda p: p if p == STDIN or is_remote(p) else os.path.abspath(p))
+    if any(is_remote(p) for p in ordered):  # a Parquet footer is a round trip each: ask for many at once
+        with ThreadPoolExecutor(_REMOTE_STAT_THREADS, thread_name_prefix="curate-stat") as pool:
+            stated = list(pool.map(stat, ordered))
+    else:
+        stated = [stat(p) for p in ordered]
+    files = []
+    for item in stated:
+        if isinstance(item, InputError):
+            bad.report(item)  # type: ignore[union-attr]
+        else:
+            files.append(item)
     if not files:
         raise InputError(", ".join(specs), "no readable input files")
     return files
@@ -297,8 +303,7 @@ def open_binary(file: InputFile) -> BinaryIO:
         head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
         compression = "zstd" if head == b"\x28\xb5\x2f\xfd" else "gzip" if head[:2] == b"\x1f\x8b" else None
     elif is_remote(file.path):
-        fs, key = filesystem(file.path)
-        raw = retrying(file.path, lambda: fs.open(key, "rb"))
+        raw = open_remote(file.path, file.size)  # type: ignore[assignment]
         compression = file.compression
     else:
         raw = open(file.path, "rb")  # noqa: SIM115 - closed by the caller through the returned stream

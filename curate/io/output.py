@@ -23,7 +23,9 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -34,7 +36,7 @@ import xxhash
 
 import curate
 from curate.io.errors import OutputError
-from curate.io.storage import is_remote, retrying
+from curate.io.storage import abort_unfinished_uploads, filesystem, is_remote, join, retrying
 
 PLAN = "_plan.json"
 MANIFEST = "_manifest.json"
@@ -45,6 +47,7 @@ TMP_DIR = ".tmp"
 ROW_GROUP_ROWS = 10_000
 ROW_GROUP_BYTES = 128 << 20
 COMPRESSION = "zstd"
+_READ_THREADS = 16  # progress records read at once from an object store
 
 
 def shard_name(unit_index: int, piece: int = 0) -> str:
@@ -134,14 +137,18 @@ class _LocalFiles:
     def write_text(self, name: str, text: str) -> None:
         write_text_atomic(self.root / name, text)
 
-    def size(self, name: str) -> int | None:
-        path = self.root / name
-        return path.stat().st_size if path.exists() else None
+    def names(self) -> list[str]:
+        """Entries directly under the root."""
+        return [p.name for p in self.root.iterdir()] if self.root.is_dir() else []
 
-    def names(self, prefix: str = "") -> list[str]:
-        """Entries directly under the root (or under ``prefix``, a sub-folder ending in /)."""
-        folder = self.root / prefix
-        return [prefix + p.name for p in folder.iterdir()] if folder.is_dir() else []
+    def listing(self, prefix: str) -> dict[str, int]:
+        """{name: bytes} of the files whose name (relative to the root) starts with ``prefix``."""
+        folder, _, start = prefix.rpartition("/")
+        directory = self.root / folder
+        if not directory.is_dir():
+            return {}
+        base = f"{folder}/" if folder else ""
+        return {base + p.name: p.stat().st_size for p in directory.iterdir() if p.name.startswith(start) and p.is_file()}
 
     def remove(self, name: str) -> None:
         path = self.root / name
@@ -155,14 +162,16 @@ class _LocalFiles:
         os.replace(local, final)
         return final.stat().st_size
 
+    def abort_unfinished(self, prefix: str) -> int:
+        return 0  # a killed local write leaves a dot-file in .tmp/, removed with the unit's leftovers
+
 
 class _RemoteFiles:
-    """Files under a remote prefix (fsspec). An object appears only when its upload completes, so objects
-    are written once, whole, at their final key (no temporary keys, nothing to clean up after a crash)."""
+    """Files under a remote prefix (fsspec). An object appears only when its upload completes (a single PUT,
+    or a multipart upload completed at the end), so objects are written once, whole, at their final key:
+    no temporary keys. Multipart uploads cut short by a kill are aborted when their unit is redone."""
 
     def __init__(self, url: str):
-        from curate.io.storage import filesystem
-
         self.url = url.rstrip("/")
         self.fs, self.root = filesystem(self.url)
 
@@ -170,42 +179,45 @@ class _RemoteFiles:
         return f"{self.root}/{name}"
 
     def read_text(self, name: str) -> str | None:
-        key = self._key(name)
-        self.fs.invalidate_cache(key)
         try:
-            return retrying(f"{self.url}/{name}", lambda: self.fs.cat_file(key)).decode()
+            return retrying(join(self.url, name), lambda: self.fs.cat_file(self._key(name))).decode()
         except FileNotFoundError:
             return None
 
     def write_text(self, name: str, text: str) -> None:
-        retrying(f"{self.url}/{name}", lambda: self.fs.pipe_file(self._key(name), text.encode()))
+        retrying(join(self.url, name), lambda: self.fs.pipe_file(self._key(name), text.encode()))
 
-    def size(self, name: str) -> int | None:
-        self.fs.invalidate_cache(self._key(name))  # listings are cached; other tasks write here too
+    def names(self) -> list[str]:
         try:
-            return int(retrying(f"{self.url}/{name}", lambda: self.fs.size(self._key(name))))
-        except FileNotFoundError:
-            return None
-
-    def names(self, prefix: str = "") -> list[str]:
-        base = self._key(prefix).rstrip("/")
-        self.fs.invalidate_cache(base)
-        try:
-            listing = retrying(f"{self.url}/{prefix}", lambda: self.fs.ls(base, detail=False))
+            listing = retrying(self.url, lambda: self.fs.ls(self.root, detail=False))
         except FileNotFoundError:
             return []
-        return [prefix + key.rstrip("/").rsplit("/", 1)[-1] for key in listing]
+        return [key.rstrip("/").rsplit("/", 1)[-1] for key in listing]
+
+    def listing(self, prefix: str) -> dict[str, int]:
+        """One paginated listing of the keys under the root that start with ``prefix``."""
+        # s3fs lists by key prefix on the server; other stores list the folder and filter here
+        extra = {"prefix": prefix} if hasattr(self.fs, "call_s3") else {}
+        try:
+            found = retrying(join(self.url, prefix), lambda: self.fs.find(self.root, detail=True, **extra))
+        except FileNotFoundError:
+            return {}
+        start = len(self.root) + 1
+        return {key[start:]: int(info.get("size") or 0) for key, info in found.items()
+                if key[start:].startswith(prefix) and info.get("type") != "directory"}
 
     def remove(self, name: str) -> None:
-        key = self._key(name)
         with contextlib.suppress(FileNotFoundError):
-            retrying(f"{self.url}/{name}", lambda: self.fs.rm(key, recursive=True))
+            retrying(join(self.url, name), lambda: self.fs.rm(self._key(name), recursive=True))
 
     def publish(self, local: Path, name: str) -> int:
-        retrying(f"{self.url}/{name}", lambda: self.fs.put_file(str(local), self._key(name)))
+        retrying(join(self.url, name), lambda: self.fs.put_file(str(local), self._key(name)))
         size = local.stat().st_size
         local.unlink()
         return size
+
+    def abort_unfinished(self, prefix: str) -> int:
+        return abort_unfinished_uploads(join(self.url, prefix))
 
 
 class OutputDir:
@@ -221,6 +233,7 @@ class OutputDir:
         if self.remote:
             self.files: _LocalFiles | _RemoteFiles = _RemoteFiles(self.location)
             self.path = Path(tempfile.mkdtemp(prefix="curate-staging-"))
+            weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
         else:
             self.path = Path(path)
             self.files = _LocalFiles(self.path)
@@ -283,35 +296,60 @@ class OutputDir:
     def _progress_name(self, unit_index: int) -> str:
         return f"{PROGRESS_DIR}/unit-{unit_index:05d}.json"
 
+    def finished_units(self, indices: Iterable[int]) -> dict[int, UnitRecord]:
+        """The records of the units (among ``indices``) that finished and whose shards are all still there.
+
+        Two listings (progress records, shards) answer for every unit at once: on an object store that is a
+        few paginated requests, not a request per unit and shard.
+        """
+        wanted = set(indices)
+        progress = self.files.listing(f"{PROGRESS_DIR}/")
+        names = {index: self._progress_name(index) for index in sorted(wanted) if self._progress_name(index) in progress}
+        if not names:
+            return {}
+        shards = self.files.listing("part-")
+        with ThreadPoolExecutor(_READ_THREADS if self.remote else 1, thread_name_prefix="curate-resume") as pool:
+            texts = dict(zip(names, pool.map(self.files.read_text, names.values()), strict=True))
+        records = {}
+        for index, text in texts.items():
+            if text is None:
+                continue
+            record = UnitRecord.from_json(json.loads(text))
+            if all(shards.get(shard.name) == shard.bytes for shard in record.shards):
+                records[index] = record
+        return records
+
     def finished(self, unit_index: int) -> UnitRecord | None:
         """The unit's record when it finished and its shards are still there, else None."""
-        text = self.files.read_text(self._progress_name(unit_index))
-        if text is None:
-            return None
-        record = UnitRecord.from_json(json.loads(text))
-        for shard in record.shards:
-            if self.files.size(shard.name) != shard.bytes:
-                return None
-        return record
+        return self.finished_units([unit_index]).get(unit_index)
 
     def mark_finished(self, record: UnitRecord) -> None:
         self.files.write_text(self._progress_name(record.unit), json.dumps(_record_json(record), indent=2, sort_keys=True))
 
     def discard_unit(self, unit_index: int) -> None:
-        """Remove leftovers of an interrupted attempt at a unit before redoing it."""
+        """Remove leftovers of an interrupted attempt at a unit before redoing it (completion record first)."""
         prefix = f"part-{unit_index:05d}"
+        self.files.remove(self._progress_name(unit_index))
         for entry in (self.path / TMP_DIR).glob(prefix + "*"):
             entry.unlink()
-        for name in self.files.names():
-            if name.startswith(prefix):
-                self.files.remove(name)
-        self.files.remove(self._progress_name(unit_index))
+        for name in self.files.listing(prefix):
+            self.files.remove(name)
+        self.files.abort_unfinished(prefix)
 
     def publish(self, local: Path, rows: int) -> ShardInfo:
         """Move a complete shard from its temporary place to its final name (rename, or upload)."""
         checksum = file_checksum(local)
         size = self.files.publish(local, local.name)
         return ShardInfo(local.name, rows, size, checksum)
+
+    def publish_staged(self) -> None:
+        """Upload what a whole-output stage (pack) wrote into the local staging folder, its ``_*`` files last
+        (the manifest follows in ``finalize``). Local directories hold their files already: nothing to do."""
+        if not self.remote:
+            return
+        staged = [p for p in self.path.rglob("*") if p.is_file() and TMP_DIR not in p.relative_to(self.path).parts]
+        for local in sorted(staged, key=lambda p: (p.name.startswith("_"), str(p))):
+            self.files.publish(local, local.relative_to(self.path).as_posix())
 
     # -- finishing -------------------------------------------------------------------------------------
     def finalize(self, plan: dict, records: list[UnitRecord], command: list[str], seconds: float) -> dict:
@@ -339,13 +377,9 @@ class OutputDir:
         return stats
 
     def all_records(self, unit_count: int) -> list[UnitRecord] | None:
-        records = []
-        for index in range(unit_count):
-            record = self.finished(index)
-            if record is None:
-                return None
-            records.append(record)
-        return records
+        """Every unit's record in order, or None while some unit is not finished."""
+        records = self.finished_units(range(unit_count))
+        return [records[i] for i in range(unit_count)] if len(records) == unit_count else None
 
 
 def _record_json(record: UnitRecord) -> dict:

@@ -257,9 +257,11 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
         rejected.prepare({**plan, "stage": f"{stage.name}:rejected"}, io.overwrite)
     index, count = io.task()
     mine = [u for u in units if u.index % count == index]
-    todo = [
-        u for u in mine if out.finished(u.index) is None or (rejected and rejected.finished(u.index) is None)
-    ]
+    done = out.finished_units(u.index for u in mine)
+    if rejected is not None:
+        done_rejected = rejected.finished_units(done)
+        done = {i: r for i, r in done.items() if i in done_rejected}
+    todo = [u for u in mine if u.index not in done]
     total_rows = sum(u.rows or 0 for u in todo) if all(u.rows is not None for u in todo) else None
     progress = Progress(stage.name, len(todo), total_rows, enabled=not io.quiet)
     _EXECUTORS[-1].run(_Job(stage, io, out, rejected), todo, progress)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +24,6 @@ from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import OutputDir, ShardWriter, UnitRecord, input_descriptions
-from curate.io.storage import require_local
 from curate.params import fingerprint, option
 from curate.stages.mix.domains import DomainSpec, TokenCounter
 
@@ -86,7 +84,6 @@ def plan_repeats(doc_tokens: np.ndarray, target: float, max_epochs: float, rng: 
 
 def apply_mixture(params: ApplyParams, io: IOOptions) -> dict:
     io.check()
-    require_local(io.output, "curate mix apply")
     started = time.perf_counter()
     if not params.weights or params.tokens <= 0:
         raise UsageError("--weights FILE and --tokens BUDGET (> 0) are required")
@@ -163,7 +160,7 @@ def apply_mixture(params: ApplyParams, io: IOOptions) -> dict:
     stats = out.finalize(plan, records, sys.argv, time.perf_counter() - started)
     return {
         **stats,
-        "output": str(Path(io.output)),
+        "output": out.location,
         "docs_in": int(sum(len(t) for t in doc_tokens.values())),
         "docs_out": int(sum(w["docs"] for w in written.values())),
         "tokenizer": counter.name,

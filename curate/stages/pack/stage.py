@@ -33,7 +33,6 @@ from curate.io.output import (
     write_json_atomic,
 )
 from curate.io.progress import Progress
-from curate.io.storage import require_local
 from curate.params import fingerprint, option
 from curate.stages.pack.curriculum import buckets_metadata
 from curate.stages.pack.packers import BestFitPacker, ConcatPacker, DecomposePacker, DocRows, Emitted, Packer
@@ -158,13 +157,11 @@ def _record_batch(item: Emitted) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(arrays)
 
 
-def _remove_previous_outputs(root: Path) -> None:
+def _remove_previous_outputs(out: OutputDir) -> None:
     """A rerun into its own directory starts over: packing is one global pass, not resumable units."""
-    for entry in root.iterdir():
-        if entry.is_dir() and entry.name.startswith("bucket_"):
-            shutil.rmtree(entry)
-        elif entry.name.startswith("part-") or entry.suffix in (".bin", ".idx", ".npy") or entry.name == BUCKETS_FILE:
-            entry.unlink()
+    for name in out.files.names():
+        if name.startswith(("bucket_", "part-")) or name.endswith((".bin", ".idx", ".npy")) or name == BUCKETS_FILE:
+            out.files.remove(name)
 
 
 def _read_ahead(
@@ -186,7 +183,6 @@ def run_pack(params: PackParams, io: IOOptions) -> dict:
     """Tokenize and pack `io.inputs` into `io.output`; returns the run summary (the --json output)."""
     io.check()
     params.check()
-    require_local(io.output, "curate pack")
     started = time.perf_counter()
     if io.output == "-":
         raise UsageError("curate pack writes a directory of token files; -o - is not supported")
@@ -211,10 +207,10 @@ def run_pack(params: PackParams, io: IOOptions) -> dict:
     }
     out = OutputDir(io.output)
     out.prepare(plan, io.overwrite)
-    if (out.path / MANIFEST).exists():  # this very run finished before (same plan): nothing to redo
-        finished = json.loads((out.path / STATS).read_text())
-        return {"output": str(out.path), "complete": True, "already_done": True, **finished}
-    _remove_previous_outputs(out.path)
+    if out.files.read_text(MANIFEST) is not None:  # this very run finished before (same plan): nothing to redo
+        finished = json.loads(out.files.read_text(STATS) or "{}")
+        return {"output": out.location, "complete": True, "already_done": True, **finished}
+    _remove_previous_outputs(out)
     writer = None if params.compare else SequenceWriter(out.path, params.output_format, vocab_size,
                                                         io.max_rows_per_shard)
     total_rows = sum(f.num_rows or 0 for f in files) if all(f.num_rows is not None for f in files) else None
@@ -267,9 +263,10 @@ def run_pack(params: PackParams, io: IOOptions) -> dict:
     if not params.compare:  # documents with at least one token in the output
         counts["docs_out"] = ordinal - stats["documents"]["dropped"]
     record = UnitRecord(0, shards, {**counts, **stats}, bad.records)
+    out.publish_staged()
     final_stats = out.finalize(plan, [record], sys.argv, seconds)
     shutil.rmtree(out.path / ".tmp", ignore_errors=True)
-    summary = {"output": str(out.path), "complete": True, **final_stats, "errors_skipped": len(bad.records)}
+    summary = {"output": out.location, "complete": True, **final_stats, "errors_skipped": len(bad.records)}
     if not params.compare:
         summary.update(strategy=params.strategy, format=params.output_format)
     tokens_in = sum(s["tokens"]["in"] for s in by_strategy.values()) / len(by_strategy)
