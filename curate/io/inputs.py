@@ -122,7 +122,10 @@ def _expand_remote(spec: str) -> dict[str, int]:
             raise InputError(spec, "no object matches this pattern")
         root = None
     else:
-        listing = retrying(spec, lambda: fs.find(path, detail=True))
+        try:
+            listing = retrying(spec, lambda: fs.find(path, detail=True))
+        except FileNotFoundError:  # no such bucket
+            listing = {}
         if not listing:
             raise InputError(spec, "no such object or prefix")
         root = path.rstrip("/")

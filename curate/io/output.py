@@ -173,7 +173,12 @@ class _RemoteFiles:
 
     def __init__(self, url: str):
         self.url = url.rstrip("/")
-        self.fs, self.root = filesystem(self.url)
+        self.root = filesystem(self.url)[1]
+
+    @property
+    def fs(self):
+        """Looked up per use: a worker process configures its storage options after unpickling its job."""
+        return filesystem(self.url)[0]
 
     def _key(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -233,6 +238,7 @@ class OutputDir:
         if self.remote:
             self.files: _LocalFiles | _RemoteFiles = _RemoteFiles(self.location)
             self.path = Path(tempfile.mkdtemp(prefix="curate-staging-"))
+            (self.path / TMP_DIR).mkdir()
             weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
         else:
             self.path = Path(path)

@@ -83,7 +83,7 @@ def filesystem(url: str) -> tuple[Any, str]:
         if protocol in ("s3", "s3a"):
             # one attempt per botocore call unless the user configured botocore's retries: curate retries
             config = dict(options.get("config_kwargs") or {})
-            config.setdefault("retries", {"max_attempts": 1})
+            config.setdefault("retries", {"total_max_attempts": 1})
             options["config_kwargs"] = config
             # other tasks write under the same prefix: a cached listing would hide their progress
             options.setdefault("use_listings_cache", False)
