@@ -343,6 +343,20 @@ def test_every_stage_reads_and_writes_s3(s3_endpoint, remote_corpus, shared_data
                              env=CREDENTIALS)
     assert validate.exit_code == 0, validate.output
 
+    # commands that write one file, and the report over a run "directory" that is a prefix
+    env = {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}
+    for args in (["sample", "-o", f"{out}/sample", "--docs", "50"],
+                 ["langid", "calibrate", source, "-o", f"{out}/files/thresholds.yaml"],
+                 ["tokenizer", "train", source, "-o", f"{out}/files/tokenizer.json", "--vocab-size", "300"],
+                 ["report", out, "-o", f"{out}/files/report.html"]):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 0, result.output
+    fs = _fs(s3_endpoint)
+    assert "part-00000.parquet" in _keys(s3_endpoint, f"{out}/sample")
+    assert _keys(s3_endpoint, f"{out}/files") == ["report.html", "thresholds.yaml", "tokenizer.json"]
+    report = fs.cat_file(f"{out.removeprefix('s3://')}/files/report.html").decode()
+    assert all(f">{stage}<" in report for stage in ("langid", "quality", "dedup minhash", "pack"))
+
 
 def test_paths_that_must_stay_on_a_file_system_say_so(s3_endpoint, remote_corpus):
     source, out = remote_corpus

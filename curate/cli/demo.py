@@ -15,7 +15,7 @@ from curate.sample import generate
 DEMO_VOCAB_SIZE = 2_000  # small: the demo's tokenizer is trained on the sample itself
 
 
-def write_sample(out: Path, docs: int, seed: int) -> Path:
+def write_sample(out: str | Path, docs: int, seed: int) -> str | Path:
     """Write the generated sample as a one-shard curate output directory."""
     directory = OutputDir(out)
     directory.prepare(
@@ -35,7 +35,7 @@ def _language_table(by_lang: dict) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("sample", help="Write the embedded sample corpus (generated, no network) as Parquet.")
     def sample_command(
-        output: Path = typer.Option(..., "-o", "--output", help="Output directory."),
+        output: str = typer.Option(..., "-o", "--output", help="Output directory (or s3://… prefix)."),
         docs: int = typer.Option(2_000, help="Number of documents."),
         seed: int = typer.Option(0, help="Random seed."),
     ) -> None:

@@ -67,7 +67,17 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it is renamed to ``path``, on failure removed.
 
     Readers never see half a file, whatever kind of file it is (JSON, YAML, CSV, raw token files, models).
+    A URL (``s3://…``) is written to a local temporary file and uploaded whole when it is complete.
     """
+    if is_remote(path):
+        with tempfile.TemporaryDirectory(prefix="curate-upload-") as staging:
+            url = str(path)
+            with atomic_open(Path(staging) / url.rstrip("/").rsplit("/", 1)[-1], mode) as handle:
+                yield handle
+            local = next(Path(staging).iterdir())
+            fs, key = filesystem(url)
+            retrying(url, lambda: fs.put_file(str(local), key))
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -141,6 +151,9 @@ class _LocalFiles:
         """Entries directly under the root."""
         return [p.name for p in self.root.iterdir()] if self.root.is_dir() else []
 
+    def folders(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+
     def listing(self, prefix: str) -> dict[str, int]:
         """{name: bytes} of the files whose name (relative to the root) starts with ``prefix``."""
         folder, _, start = prefix.rpartition("/")
@@ -199,6 +212,13 @@ class _RemoteFiles:
             return []
         return [key.rstrip("/").rsplit("/", 1)[-1] for key in listing]
 
+    def folders(self) -> list[str]:
+        try:
+            listing = retrying(self.url, lambda: self.fs.ls(self.root, detail=True))
+        except FileNotFoundError:
+            return []
+        return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in listing if i.get("type") == "directory")
+
     def listing(self, prefix: str) -> dict[str, int]:
         """One paginated listing of the keys under the root that start with ``prefix``."""
         # s3fs lists by key prefix on the server; other stores list the folder and filter here
@@ -223,6 +243,11 @@ class _RemoteFiles:
 
     def abort_unfinished(self, prefix: str) -> int:
         return abort_unfinished_uploads(join(self.url, prefix))
+
+
+def files_at(location: str | Path) -> _LocalFiles | _RemoteFiles:
+    """The files under a local directory or a remote prefix, for readers of curate outputs (report, status)."""
+    return _RemoteFiles(str(location)) if is_remote(str(location)) else _LocalFiles(Path(location))
 
 
 class OutputDir:

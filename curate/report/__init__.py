@@ -18,6 +18,7 @@ from pathlib import Path
 import curate
 from curate.io.errors import OutputError
 from curate.io.output import write_text_atomic
+from curate.io.storage import is_remote
 from curate.report.data import StageDir, cluster_sizes, discover, length_histogram, mixture
 from curate.report.svg import bar_chart, hbar_chart, short
 from curate.stages.corpus_stats import LengthHistogram
@@ -236,7 +237,8 @@ def _pack(stages: list[StageDir]) -> str | None:
 def build_report(run_dir: str | Path, *, text_column: str = "text", title: str | None = None) -> str:
     """The report's HTML as a string."""
     stages = discover(run_dir)
-    title = title or f"curate run: {Path(run_dir).resolve().name}"
+    where = str(run_dir) if is_remote(str(run_dir)) else str(Path(run_dir).resolve())
+    title = title or f"curate run: {where.rstrip('/').rsplit('/', 1)[-1]}"
     sections = {
         "funnel": _funnel(stages),
         "languages": _languages(stages),
@@ -249,7 +251,7 @@ def build_report(run_dir: str | Path, *, text_column: str = "text", title: str |
     nav = "".join(f'<a href="#{k}">{k}</a>' for k in present)
     absent = [k for k, v in sections.items() if not v]
     missing = f"<p class='missing'>No data in this run for: {', '.join(absent)}.</p>" if absent else ""
-    meta = (f"{len(stages)} stage outputs in {escape(str(Path(run_dir).resolve()))} · curate {curate.__version__} · "
+    meta = (f"{len(stages)} stage outputs in {escape(where)} · curate {curate.__version__} · "
             f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
@@ -260,6 +262,9 @@ def build_report(run_dir: str | Path, *, text_column: str = "text", title: str |
 def write_report(run_dir: str | Path, output: str | Path, *, text_column: str = "text", title: str | None = None) -> Path:
     """Build the report for ``run_dir`` and write it atomically to ``output``; returns the path."""
     html = build_report(run_dir, text_column=text_column, title=title)
+    if is_remote(output):
+        write_text_atomic(output, html)
+        return output
     path = Path(output)
     if path.is_dir():
         raise OutputError(f"{output}: is a directory; name the HTML file to write (-o report.html)")

@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 from curate.io.errors import CurateError, UsageError
 from curate.io.inputs import Columns, iter_batches, parquet_file, resolve_inputs
-from curate.io.output import MANIFEST, PLAN, STATS
+from curate.io.output import MANIFEST, PLAN, STATS, files_at
+from curate.io.storage import is_remote, join
 from curate.stages.corpus_stats import LengthHistogram, char_lengths
 
 CLUSTER_COLUMNS = ("dup_cluster_size", "dup_count")  # written by `dedup minhash` and `dedup exact`
@@ -27,7 +28,7 @@ CLUSTER_COLUMNS = ("dup_cluster_size", "dup_count")  # written by `dedup minhash
 class StageDir:
     """One stage output of the run."""
 
-    path: Path
+    path: str  # a local directory or a remote prefix (s3://…)
     stage: str
     manifest: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
@@ -35,7 +36,7 @@ class StageDir:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def rows(self) -> int | None:
@@ -43,14 +44,15 @@ class StageDir:
         if "rows" in self.manifest:
             return int(self.manifest["rows"])
         shards = self.shards()
-        return sum(parquet_file(str(p)).metadata.num_rows for p in shards) if shards else None
+        return sum(parquet_file(p).metadata.num_rows for p in shards) if shards else None
 
-    def shards(self) -> list[Path]:
-        return sorted(self.path.glob("part-*.parquet"))
+    def shards(self) -> list[str]:
+        names = files_at(self.path).listing("part-")
+        return [join(self.path, n) for n in sorted(names) if n.endswith(".parquet")]
 
     def has_column(self, column: str) -> bool:
         shards = self.shards()
-        return bool(shards) and column in parquet_file(str(shards[0])).schema_arrow.names
+        return bool(shards) and column in parquet_file(shards[0]).schema_arrow.names
 
     def docs_in(self) -> int | None:
         if "docs_in" in self.stats:
@@ -82,27 +84,30 @@ class StageDir:
         return {str(k): int(v) for k, v in reasons.items() if isinstance(v, int | float) and v}
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(folder: str, name: str) -> dict:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        value = json.loads(files_at(folder).read_text(name) or "{}")
+    except (OSError, ValueError, CurateError):
         return {}
     return value if isinstance(value, dict) else {}
 
 
 def discover(run_dir: str | Path) -> list[StageDir]:
     """Stage outputs directly under ``run_dir``, in pipeline order (rejected-row outputs left out)."""
-    root = Path(run_dir)
-    if not root.is_dir():
+    run_dir = str(run_dir)
+    if not is_remote(run_dir) and not Path(run_dir).is_dir():
         raise UsageError(f"{run_dir}: not a directory (expected a run directory with one sub-directory per stage)")
     stages = []
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        manifest = _read_json(child / MANIFEST)
-        plan = manifest or _read_json(child / PLAN)
+    for name in files_at(run_dir).folders():
+        if name.startswith((".", "_")):
+            continue
+        child = join(run_dir, name)
+        manifest = _read_json(child, MANIFEST)
+        plan = manifest or _read_json(child, PLAN)
         if not plan or ":rejected" in str(plan.get("stage", "")):
             continue
         inputs = [str(item.get("path", "")) if isinstance(item, dict) else str(item) for item in plan.get("inputs", [])]
-        stages.append(StageDir(child, str(plan.get("stage", child.name)), manifest, _read_json(child / STATS), inputs))
+        stages.append(StageDir(child, str(plan.get("stage", name)), manifest, _read_json(child, STATS), inputs))
     if not stages:
         raise UsageError(f"{run_dir}: no stage outputs found (sub-directories with {MANIFEST} or {PLAN})")
     return _pipeline_order(stages)
@@ -110,11 +115,14 @@ def discover(run_dir: str | Path) -> list[StageDir]:
 
 def _pipeline_order(stages: list[StageDir]) -> list[StageDir]:
     """Topological order by "reads the output of", ties broken by directory name."""
-    resolved = {id(s): s.path.resolve() for s in stages}
+    def normal(path: str) -> str:
+        return path.rstrip("/") if is_remote(path) else str(Path(path).resolve())
+
+    resolved = {id(s): normal(s.path) for s in stages}
 
     def reads(stage: StageDir, other: StageDir) -> bool:
         base = resolved[id(other)]
-        return any(base == Path(p).resolve() or base in Path(p).resolve().parents for p in stage.inputs if p)
+        return any(normal(p) == base or normal(p).startswith(base + "/") for p in stage.inputs if p)
 
     ordered: list[StageDir] = []
     remaining = list(stages)
@@ -152,7 +160,7 @@ def cluster_sizes(stage: StageDir) -> dict[int, int] | None:
         return None
     counts: dict[int, int] = {}
     for shard in stage.shards():
-        parquet = parquet_file(str(shard))
+        parquet = parquet_file(shard)
         wanted = [column] + (["dup_keep"] if "dup_keep" in parquet.schema_arrow.names else [])
         for batch in parquet.iter_batches(batch_size=65_536, columns=wanted):
             sizes = batch.column(0)

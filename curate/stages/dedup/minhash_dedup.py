@@ -22,6 +22,7 @@ from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
 from curate.io.output import OutputDir, ShardWriter, UnitRecord, atomic_open
+from curate.io.storage import require_local
 from curate.params import digest, fingerprint
 from curate.stages.base import MapStage, StageOutput
 from curate.stages.dedup import cluster as uf
@@ -126,6 +127,8 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
     """Union-find over the bands of this task (all bands with one task), then clusters once all tasks are done."""
     started = time.perf_counter()
     header = store.read_header(sig_dir, SIGNATURES)
+    if params.against:
+        require_local(params.against, "--against")
     index_header = store.read_header(params.against, SIGNATURES) if params.against else None
     if index_header is not None:
         _check_compatible(index_header, header, params.against)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ becomes one space, as fastText reads one example per line.
 
 from __future__ import annotations
 
-import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from curate.io.errors import OutputError, UsageError
 from curate.io.inputs import BadRows, Columns, iter_batches
-from curate.io.output import file_checksum
+from curate.io.output import atomic_open, file_checksum
 from curate.params import option
 from curate.stages.base import MapStage, StageOutput
 
@@ -190,12 +190,12 @@ def train_classifier(params: TrainParams, output: str) -> dict:
         summary["precision"] = round(true_pos / max(int(predicted.sum()), 1), 4)
         summary["recall"] = round(true_pos / max(int(truth.sum()), 1), 4)
         summary["accuracy"] = round(float((truth == predicted).mean()), 4)
-    path = Path(output)
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        model.save_model(str(tmp_path))
-        os.replace(tmp_path, path)
-    except (OSError, ValueError) as exc:
-        tmp_path.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write the model ({exc})") from None
+    with tempfile.TemporaryDirectory(prefix="curate-model-") as staging:  # fastText writes only to a path
+        local = Path(staging) / "model.bin"
+        try:
+            model.save_model(str(local))
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"{output}: cannot write the model ({exc})") from None
+        with atomic_open(output) as handle, open(local, "rb") as saved:
+            shutil.copyfileobj(saved, handle)
     return summary
