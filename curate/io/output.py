@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,13 +170,17 @@ class _LocalFiles:
         else:
             path.unlink(missing_ok=True)
 
+    def remove_files(self, names: list[str]) -> None:
+        for name in names:
+            (self.root / name).unlink(missing_ok=True)
+
     def publish(self, local: Path, name: str) -> int:
         final = self.root / name
         os.replace(local, final)
         return final.stat().st_size
 
-    def abort_unfinished(self, prefix: str) -> int:
-        return 0  # a killed local write leaves a dot-file in .tmp/, removed with the unit's leftovers
+    def abort_unfinished(self, prefix: str, wanted: Callable[[str], bool]) -> int:
+        return 0  # a killed local write leaves a file in .tmp/, removed with the unit's leftovers
 
 
 class _RemoteFiles:
@@ -235,14 +239,21 @@ class _RemoteFiles:
         with contextlib.suppress(FileNotFoundError):
             retrying(join(self.url, name), lambda: self.fs.rm(self._key(name), recursive=True))
 
+    def remove_files(self, names: list[str]) -> None:
+        """Delete objects in batches (S3: up to 1,000 keys a request)."""
+        if names:
+            with contextlib.suppress(FileNotFoundError):
+                retrying(join(self.url, names[0]), lambda: self.fs.rm([self._key(n) for n in names]))
+
     def publish(self, local: Path, name: str) -> int:
         retrying(join(self.url, name), lambda: self.fs.put_file(str(local), self._key(name)))
         size = local.stat().st_size
         local.unlink()
         return size
 
-    def abort_unfinished(self, prefix: str) -> int:
-        return abort_unfinished_uploads(join(self.url, prefix))
+    def abort_unfinished(self, prefix: str, wanted: Callable[[str], bool]) -> int:
+        start = len(self.root) - len(self.root.split("/", 1)[0])  # keys from the store omit the bucket
+        return abort_unfinished_uploads(join(self.url, prefix), lambda key: wanted(key[start:]))
 
 
 def files_at(location: str | Path) -> _LocalFiles | _RemoteFiles:
@@ -357,15 +368,25 @@ class OutputDir:
     def mark_finished(self, record: UnitRecord) -> None:
         self.files.write_text(self._progress_name(record.unit), json.dumps(_record_json(record), indent=2, sort_keys=True))
 
-    def discard_unit(self, unit_index: int) -> None:
-        """Remove leftovers of an interrupted attempt at a unit before redoing it (completion record first)."""
-        prefix = f"part-{unit_index:05d}"
-        self.files.remove(self._progress_name(unit_index))
-        for entry in (self.path / TMP_DIR).glob(prefix + "*"):
-            entry.unlink()
-        for name in self.files.listing(prefix):
-            self.files.remove(name)
-        self.files.abort_unfinished(prefix)
+    def discard_units(self, indices: Iterable[int]) -> None:
+        """Remove leftovers of interrupted attempts at these units before redoing them: completion records
+        first, then shards, staged files and unfinished uploads. A few listings and batch deletes for all the
+        units at once, so an object store is not asked per unit."""
+        indices = list(indices)
+        wanted = {shard_name(i).split(".")[0] for i in indices}
+        if not wanted:
+            return
+
+        def ours(name: str) -> bool:  # part-00042.parquet, part-00042_0001.parquet → part-00042
+            return name.rsplit("/", 1)[-1].split(".")[0].split("_")[0] in wanted
+
+        progress = self.files.listing(f"{PROGRESS_DIR}/")
+        self.files.remove_files([self._progress_name(i) for i in sorted(indices) if self._progress_name(i) in progress])
+        self.files.remove_files(sorted(name for name in self.files.listing("part-") if ours(name)))
+        for entry in (self.path / TMP_DIR).glob("part-*"):
+            if ours(entry.name):
+                entry.unlink()
+        self.files.abort_unfinished("part-", ours)
 
     def publish(self, local: Path, rows: int) -> ShardInfo:
         """Move a complete shard from its temporary place to its final name (rename, or upload)."""

@@ -64,9 +64,6 @@ def _process_unit(job: _Job, unit: Unit, report=None) -> UnitRecord:
     columns = Columns(job.io.text_column, job.io.id_column)
     bad = BadRows(skip=job.io.on_error == "skip")
     assert job.out is not None
-    for out in (job.out, job.rejected):
-        if out is not None:
-            out.discard_unit(unit.index)
     writer = ShardWriter(job.out, unit.index, job.io.max_rows_per_shard)
     rejected = ShardWriter(job.rejected, unit.index, job.io.max_rows_per_shard) if job.rejected else None
     stats: dict = {}
@@ -262,6 +259,9 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
         done_rejected = rejected.finished_units(done)
         done = {i: r for i, r in done.items() if i in done_rejected}
     todo = [u for u in mine if u.index not in done]
+    for target in (out, rejected):  # leftovers of interrupted attempts, for all of this task's units at once
+        if target is not None:
+            target.discard_units(u.index for u in todo)
     total_rows = sum(u.rows or 0 for u in todo) if all(u.rows is not None for u in todo) else None
     progress = Progress(stage.name, len(todo), total_rows, enabled=not io.quiet)
     _EXECUTORS[-1].run(_Job(stage, io, out, rejected), todo, progress)

@@ -198,9 +198,9 @@ def open_remote(url: str, size: int | None = None) -> RetryingFile:
     return RetryingFile(url, retrying(url, lambda: fs.open(key, "rb", **extra)))
 
 
-def abort_unfinished_uploads(url_prefix: str) -> int:
-    """Abort S3 multipart uploads under ``url_prefix`` that a killed process left behind (invisible parts that
-    still cost storage). Returns how many were aborted; other stores have no such leftovers (0)."""
+def abort_unfinished_uploads(url_prefix: str, wanted: Callable[[str], bool] = lambda key: True) -> int:
+    """Abort S3 multipart uploads under ``url_prefix`` (those whose key ``wanted`` accepts) that a killed process
+    left behind: invisible parts that still cost storage. Returns how many; other stores have none (0)."""
     fs, path = filesystem(url_prefix)
     if not hasattr(fs, "call_s3"):
         return 0
@@ -209,6 +209,8 @@ def abort_unfinished_uploads(url_prefix: str) -> int:
     aborted = 0
     for upload in listing.get("Uploads", []):
         key, upload_id = upload["Key"], upload["UploadId"]
+        if not wanted(key):
+            continue
         retrying(f"s3://{bucket}/{key}", lambda k=key, u=upload_id: fs.call_s3(
             "abort_multipart_upload", Bucket=bucket, Key=k, UploadId=u))
         aborted += 1

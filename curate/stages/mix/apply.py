@@ -119,8 +119,7 @@ def apply_mixture(params: ApplyParams, io: IOOptions) -> dict:
     }
     out = OutputDir(io.output)
     out.prepare(plan, io.overwrite)
-    for index in range(len(domains)):
-        out.discard_unit(index)  # every unit is written in the same pass: redo them all
+    out.discard_units(range(len(domains)))  # every unit is written in the same pass: redo them all
     writers = {d: ShardWriter(out, i, io.max_rows_per_shard) for i, d in enumerate(domains)}
     written = {d: {"docs": 0, "tokens": 0} for d in domains}
     seen = dict.fromkeys(domains, 0)
