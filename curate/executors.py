@@ -1,7 +1,8 @@
 """Executors beyond this machine: Ray runs the same per-unit tasks as the local worker pool.
 
 Each unit is one Ray task (``_process_unit``, as in a local worker), so the shards, progress records and
-manifest are byte-identical to a local run; the output directory must be on storage every Ray node sees.
+manifest are byte-identical to a local run; the output must be on storage every Ray node sees (a shared
+file system, or an object store: ``-o s3://…``).
 Install with ``pip install 'curate[ray]'``.
 """
 
@@ -14,6 +15,7 @@ from curate.io.inputs import Unit
 from curate.io.output import UnitRecord
 from curate.io.progress import Progress
 from curate.io.runner import _Job, _process_unit
+from curate.io.storage import configure
 from curate.params import digest, fingerprint
 
 _READY: dict[str, _Job] = {}  # per Ray worker process: the job whose stage.setup() (model loading) ran
@@ -22,9 +24,10 @@ _READY: dict[str, _Job] = {}  # per Ray worker process: the job whose stage.setu
 def _run_unit(job: _Job, unit: Unit) -> UnitRecord:
     """One unit in a Ray worker; the stage is set up once per worker process and job, not once per unit."""
     assert job.out is not None
-    key = digest([str(job.out.path), job.stage.name, fingerprint(job.stage.params)])
+    key = digest([job.out.location, job.stage.name, fingerprint(job.stage.params)])
     ready = _READY.get(key)
     if ready is None:
+        configure(job.io.storage_options, job.io.retries)  # a Ray worker starts with default storage settings
         job.stage.setup()
         _READY.clear()
         ready = _READY[key] = job

@@ -368,3 +368,24 @@ def test_paths_that_must_stay_on_a_file_system_say_so(s3_endpoint, remote_corpus
     result = CliRunner().invoke(app, ["langid", "s3://no-such-bucket/x", "-o", out,
                                       "--storage-options", _options(s3_endpoint)], env=CREDENTIALS)
     assert result.exit_code == 3 and "s3://no-such-bucket/x" in result.output
+
+
+def test_ray_workers_write_to_s3(s3_endpoint, remote_corpus, tmp_path):
+    """Ray tasks run in worker processes that start with default storage settings: they must reach the
+    endpoint given on the command line, and give the local output."""
+    pytest.importorskip("ray", reason="Ray is not installed (optional extra: pip install 'curate[ray]')")
+    from curate.executors import RayExecutor
+    from curate.io.options import IOOptions
+    from curate.io.runner import run_map_stage, use_executor
+    from curate.stages.langid import LangidParams, LangidStage
+
+    def langid(source: str, out: str, **more) -> dict:
+        io = IOOptions(inputs=[source], output=out, quiet=True, max_rows_per_shard=250, **more)
+        return run_map_stage(LangidStage(LangidParams()), io)
+
+    source, out = remote_corpus
+    with RayExecutor(num_cpus=2) as executor, use_executor(executor):
+        summary = langid(source, out, storage_options=_options(s3_endpoint))
+    assert summary["complete"] and summary["units_processed"] == 7
+    langid(str(_download(s3_endpoint, source, tmp_path / "in")), str(tmp_path / "local"))
+    assert shard_checksums(_download(s3_endpoint, out, tmp_path / "out")) == shard_checksums(tmp_path / "local")
