@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from curate.cli.main import app
 from curate.io import storage
-from curate.io.errors import RemoteError, UsageError
+from curate.io.errors import OutputError, RemoteError, UsageError
 from curate.io.inputs import resolve_inputs
 from curate.io.output import file_checksum
 
@@ -117,6 +117,13 @@ def test_two_array_tasks_share_one_prefix(s3_endpoint, remote_corpus, tmp_path):
     assert second["complete"] and (first["units_processed"], second["units_processed"]) == (3, 4)  # 7 units
     run([_download(s3_endpoint, source, tmp_path / "in")], tmp_path / "local", max_rows_per_shard=250)
     assert shard_checksums(_download(s3_endpoint, out, tmp_path / "out")) == shard_checksums(tmp_path / "local")
+    # another run into the same prefix is refused; --overwrite replaces it and leaves nothing stale behind
+    single = f"{source}/shard-1.parquet"  # one object as INPUT
+    with pytest.raises(OutputError, match="holds the output of a different run"):
+        run([single], out, storage_options=_options(s3_endpoint))
+    replaced = run([single], out, storage_options=_options(s3_endpoint), overwrite=True)
+    assert replaced["complete"] and replaced["docs_in"] == 400
+    assert [k for k in _keys(s3_endpoint, out) if k.startswith("part-")] == ["part-00000.parquet"]
 
 
 def test_crash_then_resume_aborts_the_killed_upload(s3_endpoint, remote_corpus, tmp_path, capsys):
