@@ -373,7 +373,7 @@ def describe_stage(planned: Step) -> dict:
         row.update(units=None, finished=0, status=f"inputs not ready ({exc})")
         return row
     out = OutputDir(planned.io.output)
-    finished = sum(1 for u in units if out.path.exists() and out.finished(u.index) is not None)
+    finished = len(out.finished_units(u.index for u in units)) if out.path.exists() else 0
     complete = (out.path / "_manifest.json").exists()
     row.update(units=len(units), finished=finished, status="done" if complete else "to do")
     return row

@@ -14,11 +14,11 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +31,8 @@ from curate.io.errors import InputError, UsageError
 from curate.io.storage import filesystem, is_remote, open_remote, retrying
 
 STDIN = "-"
+T = TypeVar("T")
+R = TypeVar("R")
 _REMOTE_STAT_THREADS = 16
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
@@ -196,6 +198,14 @@ def parquet_file(path: str, size: int | None = None) -> pq.ParquetFile:
         raise InputError(path, f"not a readable Parquet file, truncated or corrupt ({exc})") from None
 
 
+def _map_files(function: Callable[[T], R], items: Sequence[T], paths: Sequence[str]) -> list[R]:
+    """``function`` over ``items`` in order; many at once when a path is remote (a footer is a round trip)."""
+    if not any(is_remote(p) for p in paths):
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(_REMOTE_STAT_THREADS, thread_name_prefix="curate-footers") as pool:
+        return list(pool.map(function, items))
+
+
 def resolve_inputs(specs: Sequence[str], bad: BadRows | None = None) -> list[InputFile]:
     """Expand INPUT arguments into a sorted, de-duplicated list of files (stdin stays where it is: alone)."""
     if not specs:
@@ -216,11 +226,7 @@ def resolve_inputs(specs: Sequence[str], bad: BadRows | None = None) -> list[Inp
             return exc
 
     ordered = sorted(paths, key=lambda p: p if p == STDIN or is_remote(p) else os.path.abspath(p))
-    if any(is_remote(p) for p in ordered):  # a Parquet footer is a round trip each: ask for many at once
-        with ThreadPoolExecutor(_REMOTE_STAT_THREADS, thread_name_prefix="curate-stat") as pool:
-            stated = list(pool.map(stat, ordered))
-    else:
-        stated = [stat(p) for p in ordered]
+    stated = _map_files(stat, ordered, ordered)
     files = []
     for item in stated:
         if isinstance(item, InputError):
@@ -250,15 +256,22 @@ def plan_units(
     files: Sequence[InputFile], max_rows_per_shard: int, columns: Columns, bad: BadRows | None = None
 ) -> list[Unit]:
     """Cut files into units: Parquet by row count (footer only), JSON lines one unit per file."""
+    def schema_problem(file: InputFile) -> InputError | None:
+        try:
+            check_schema(file, parquet_file(file.path, file.size).schema_arrow, columns)
+        except InputError as exc:
+            if bad is None:
+                raise
+            return exc
+        return None
+
+    parquet = [f for f in files if f.format == "parquet"]
+    problems = dict(zip(map(id, parquet), _map_files(schema_problem, parquet, [f.path for f in parquet]), strict=True))
     units: list[Unit] = []
     for file in files:
         if file.format == "parquet":
-            try:
-                check_schema(file, parquet_file(file.path).schema_arrow, columns)
-            except InputError as exc:
-                if bad is None:
-                    raise
-                bad.report(exc)
+            if problems[id(file)] is not None:
+                bad.report(problems[id(file)])  # type: ignore[union-attr,arg-type]
                 continue
             assert file.num_rows is not None
             for start in range(0, file.num_rows, max_rows_per_shard):
@@ -274,7 +287,7 @@ def plan_units(
 
 
 def _parquet_batches(unit: Unit, batch_size: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-    pf = parquet_file(unit.file.path)
+    pf = parquet_file(unit.file.path, unit.file.size)
     stop = unit.row_stop if unit.row_stop is not None else pf.metadata.num_rows
     groups, first_row, offset = [], None, 0
     for i in range(pf.metadata.num_row_groups):

@@ -98,8 +98,13 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
+def json_text(value: Any) -> str:
+    """How curate writes its JSON files: indented, sorted keys (stable diffs and checksums)."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def write_json_atomic(path: str | Path, value: Any) -> None:
-    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(path, json_text(value))
 
 
 def merge_counters(into: dict, more: dict) -> dict:
@@ -316,7 +321,7 @@ class OutputDir:
         elif overwrite:
             self.clear()
         self._make_folders()
-        self.files.write_text(PLAN, json.dumps(plan, indent=2, sort_keys=True, default=str) + "\n")
+        self.files.write_text(PLAN, json_text(plan))
 
     def _make_folders(self) -> None:
         (self.path / TMP_DIR).mkdir(parents=True, exist_ok=True)
@@ -361,12 +366,8 @@ class OutputDir:
                 records[index] = record
         return records
 
-    def finished(self, unit_index: int) -> UnitRecord | None:
-        """The unit's record when it finished and its shards are still there, else None."""
-        return self.finished_units([unit_index]).get(unit_index)
-
     def mark_finished(self, record: UnitRecord) -> None:
-        self.files.write_text(self._progress_name(record.unit), json.dumps(_record_json(record), indent=2, sort_keys=True))
+        self.files.write_text(self._progress_name(record.unit), json_text(_record_json(record)))
 
     def discard_units(self, indices: Iterable[int]) -> None:
         """Remove leftovers of interrupted attempts at these units before redoing them: completion records
@@ -424,8 +425,8 @@ class OutputDir:
         }
         if errors:
             self.files.write_text(ERRORS, "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
-        self.files.write_text(STATS, json.dumps(stats, indent=2, sort_keys=True, default=str) + "\n")
-        self.files.write_text(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        self.files.write_text(STATS, json_text(stats))
+        self.files.write_text(MANIFEST, json_text(manifest))
         return stats
 
     def all_records(self, unit_count: int) -> list[UnitRecord] | None:

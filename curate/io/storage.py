@@ -17,7 +17,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,7 +48,7 @@ class StorageSettings:
     retries: int = 5
     backoff_seconds: float = 0.5
     max_backoff_seconds: float = 30.0
-    retried: int = 0  # requests retried in this process (reported in summaries)
+    retried: int = 0  # requests retried in this process (tests read it)
 
 
 SETTINGS = StorageSettings()
@@ -99,7 +99,7 @@ def filesystem(url: str) -> tuple[Any, str]:
     return fs, fs._strip_protocol(url)
 
 
-def _chain(error: BaseException):
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -131,7 +131,8 @@ def transient(error: BaseException) -> bool:
 
 
 def retrying(what: str, action: Callable[[], T]) -> T:
-    """Run ``action``; on a transient error wait (exponential backoff with full jitter) and try again.
+    """Run ``action``; on a transient error wait (exponential backoff, each wait drawn from 50–100% of its
+    step so that throttled tasks do not retry in lockstep) and try again.
 
     ``what`` names the key in the error raised after the last attempt.
     """

@@ -140,7 +140,7 @@ def length_histogram(paths: list[str], text_column: str) -> LengthHistogram | No
         files = resolve_inputs(paths)
         for file in files:
             if file.format == "parquet":
-                parquet = parquet_file(file.path)
+                parquet = parquet_file(file.path, file.size)
                 if text_column not in parquet.schema_arrow.names:
                     return None
                 for batch in parquet.iter_batches(batch_size=10_000, columns=[text_column]):
