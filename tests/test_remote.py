@@ -396,3 +396,22 @@ def test_ray_workers_write_to_s3(s3_endpoint, remote_corpus, tmp_path):
     assert summary["complete"] and summary["units_processed"] == 7
     langid(str(_download(s3_endpoint, source, tmp_path / "in")), str(tmp_path / "local"))
     assert shard_checksums(_download(s3_endpoint, out, tmp_path / "out")) == shard_checksums(tmp_path / "local")
+
+
+def test_any_fsspec_url_works_like_s3(small_corpus, tmp_path):
+    """A store without S3's extras (no server-side prefix listing, no multipart uploads): fsspec's memory://."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for path in sorted(small_corpus.glob("*.parquet")):
+        memory.put_file(str(path), f"/corpus/in/{path.name}")
+    crashing = LengthStage(LengthParams())
+    crashing.fail_after_batches = 4
+    LengthStage.seen = 0
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(["memory://corpus/in"], "memory://corpus/out", max_rows_per_shard=250, batch_size=100, stage=crashing)
+    summary = run(["memory://corpus/in"], "memory://corpus/out", max_rows_per_shard=250, batch_size=100)
+    assert summary["complete"] and summary["units_already_done"] >= 1
+    memory.get("/corpus/out/", str(tmp_path / "out"), recursive=True)
+    run([small_corpus], tmp_path / "local", max_rows_per_shard=250)
+    assert shard_checksums(tmp_path / "out") == shard_checksums(tmp_path / "local")
