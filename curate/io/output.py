@@ -72,9 +72,9 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     if is_remote(path):
         with tempfile.TemporaryDirectory(prefix="curate-upload-") as staging:
             url = str(path)
-            with atomic_open(Path(staging) / url.rstrip("/").rsplit("/", 1)[-1], mode) as handle:
+            local = Path(staging) / url.rstrip("/").rsplit("/", 1)[-1]
+            with atomic_open(local, mode) as handle:
                 yield handle
-            local = next(Path(staging).iterdir())
             fs, key = filesystem(url)
             retrying(url, lambda: fs.put_file(str(local), key))
         return
