@@ -30,7 +30,7 @@ lint: $(VENV)/.dev-installed
 bench-venv:
 	test -d .venv-bench || $(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install -q --upgrade pip
-	.venv-bench/bin/python -m pip install -q "datatrove[processing]" datasketch psutil
+	.venv-bench/bin/python -m pip install -q "datatrove[processing]" "spacy>=3.8,<3.9" datasketch psutil pyarrow
 
 clean:
 	rm -rf demo-out .pytest_cache

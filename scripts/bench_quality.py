@@ -100,7 +100,7 @@ def curate_worker(docs_path: str, out_path: str) -> None:
     from curate.stages.quality import QualityParams, QualityStage
 
     table = pq.read_table(docs_path)
-    stage = QualityStage(QualityParams(mode="annotate"))
+    stage = QualityStage(QualityParams(mode="annotate", c4_remove_lines=False))  # each filter on the original text
     stage.process(table.slice(0, 20).to_batches()[0], Columns())  # warm-up: numba compilation / cache load
     started = time.perf_counter()
     reasons = []

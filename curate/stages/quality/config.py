@@ -54,6 +54,7 @@ class LanguageSettings:
     c4: dict[str, Any]
     fineweb: dict[str, Any]
     stop_words: tuple[str, ...]
+    word_tokenizer: str  # spaCy language code of the word split, or "regex" (curate.text.words)
 
     def section(self, filter_name: str) -> dict[str, Any]:
         return getattr(self, FILTER_SECTIONS[filter_name])
@@ -146,4 +147,5 @@ class QualityConfig:
             c4=resolved["c4"],
             fineweb=resolved["fineweb"],
             stop_words=tuple(str(word) for word in resolved.get("stop_words") or ()),
+            word_tokenizer=str(resolved.get("word_tokenizer") or ("xx" if lang == "und" else lang)),
         )

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.stages.quality.config import FILTER_SECTIONS
-from curate.stages.quality.signals import DUP_NGRAM_KEY, TOP_NGRAM_KEY, BatchSignals, PerDoc
+from curate.stages.quality.signals import DUP_NGRAM_KEY, TOP_NGRAM_KEY, PerDoc
 
 ALL_FILTERS = list(FILTER_SECTIONS)
 
@@ -43,7 +43,11 @@ _THRESHOLD_RULES = [
 
 @dataclass
 class Decisions:
-    """Rule names (columns of ``failed``) and which document fails which rule."""
+    """Rule names (columns of ``failed``) and which document fails which rule.
+
+    A document that an earlier filter of the chain removed is not evaluated by the later ones (filter
+    mode): its cells of their rules are False.
+    """
 
     rules: list[str]
     failed: np.ndarray  # bool, shape (docs, rules)
@@ -61,7 +65,7 @@ class Decisions:
         return pa.ListArray.from_arrays(pa.array(offsets), names)
 
     def counters(self, langs: np.ndarray, filters: list[str]) -> dict:
-        """Removal funnel: docs failing each reason and filter, in filter order (each doc counted once), per language."""
+        """Removal funnel: docs failing each reason and filter, in chain order (each doc counted once), per language."""
         section_of = [rule.split(":")[0] for rule in self.rules]
         by_filter = {}
         remaining = np.ones(len(self.failed), dtype=bool)
@@ -92,37 +96,37 @@ class Decisions:
         }
 
 
-def decide(signals: BatchSignals, per_doc: PerDoc, filters: list[str], text_len: np.ndarray) -> Decisions:
-    """Apply every threshold of the selected filters to the signals (NaN thresholds never fail)."""
+def decide(filter_name: str, values: dict[str, np.ndarray], per_doc: PerDoc, text_len: np.ndarray) -> Decisions:
+    """Apply every threshold of one filter to its signals (NaN thresholds never fail)."""
+    section = FILTER_SECTIONS[filter_name]
     rules: list[str] = []
     columns: list[np.ndarray] = []
 
-    def add(filter_name: str, name: str, fails: np.ndarray) -> None:
-        rules.append(f"{FILTER_SECTIONS[filter_name]}:{name}")
+    def add(name: str, fails: np.ndarray) -> None:
+        rules.append(f"{section}:{name}")
         columns.append(np.asarray(fails, dtype=bool))
 
-    values = signals.values
-    for filter_name, setting, signal, comparison in _THRESHOLD_RULES:
-        if filter_name not in filters:
+    for rule_filter, setting, signal, comparison in _THRESHOLD_RULES:
+        if rule_filter != filter_name:
             continue
-        threshold = per_doc.threshold(FILTER_SECTIONS[filter_name], setting)
+        threshold = per_doc.threshold(section, setting)
         signal_values = values[signal].astype(np.float64)
         with np.errstate(invalid="ignore"):
             fails = signal_values < threshold if comparison == "<" else signal_values > threshold
-        add(filter_name, setting, fails)
-        if filter_name == "gopher-repetition" and setting == "max_dup_para_frac":
-            add(filter_name, "empty", text_len == 0)
-    if "gopher-repetition" in filters:
+        add(setting, fails)
+        if setting == "max_dup_para_frac":
+            add("empty", text_len == 0)
+    if filter_name == "gopher-repetition":
         for key, template in ((TOP_NGRAM_KEY, "top_{n}gram"), (DUP_NGRAM_KEY, "dup_{n}gram")):
             for n in per_doc.ngram_sizes(key):
-                threshold = per_doc.threshold("gopher_repetition", key, n)
+                threshold = per_doc.threshold(section, key, n)
                 with np.errstate(invalid="ignore"):
                     fails = values[f"{template.format(n=n)}_char_frac"].astype(np.float64) > threshold
-                add("gopher-repetition", key.replace("ngram", f"{n}gram"), fails)
-    if "c4" in filters:
-        add("c4", "lorem_ipsum", values["c4_lorem_ipsum"])
-        add("c4", "curly_bracket", values["c4_curly_bracket"])
-    if "fineweb" in filters:
-        add("fineweb", "empty", values["nonblank_lines"] == 0)
+                add(key.replace("ngram", f"{n}gram"), fails)
+    if filter_name == "c4":
+        add("lorem_ipsum", values["c4_lorem_ipsum"])
+        add("curly_bracket", values["c4_curly_bracket"])
+    if filter_name == "fineweb":
+        add("empty", values["nonblank_lines"] == 0)
     failed = np.column_stack(columns) if columns else np.zeros((len(text_len), 0), dtype=bool)
     return Decisions(rules=rules, failed=failed)

@@ -1,51 +1,68 @@
-"""Per-document quality signals for a whole batch at once.
+"""Per-document quality signals of one filter, for a whole batch at once.
 
-Every text of the batch is tokenised / split into lines and paragraphs by one polars expression each
-(curate.text), the pieces are exploded into long frames and aggregated back per document with numpy
-``bincount``; only the n-gram repetition scan (sequential by definition) runs in a numba loop. Each signal
-follows the definition of the datatrove implementation of the published filter (see docs/benchmarks.md
-for the few places where curate differs on purpose).
+Each filter is computed on the text it sees in the chain (:class:`TextView`): C4's line rules rewrite
+the text, and the filters after C4 see the rewritten text, as in the reference pipeline. A view splits
+its texts lazily, once per need: words with the reference word tokenizer (:mod:`curate.text.words`),
+lines and paragraphs by each filter's own definition (Python's ``splitlines``, ``split("\\n")`` or
+``re.split("\\n+")``, as the reference does). The pieces are exploded into long frames and aggregated back
+per document with numpy ``bincount``; only the n-gram repetition scan (sequential by definition) runs in
+a numba loop. Each signal follows the datatrove implementation of the published filter; the few places
+where curate differs are listed in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from curate.stages.quality.charsets import SYMBOL_CHARACTERS, TERMINAL_PUNCTUATION
 from curate.stages.quality.config import LanguageSettings
-from curate.text import NO_SPACE_SCRIPTS, explode_with_index, split_lines, split_paragraphs, split_words
+from curate.text import explode_with_index
+from curate.text.words import count_sentences, sentence_terminators, split_words_by_language
 
-_NO_SPACE_CLASS = "".join(rf"\p{{{script}}}" for script in NO_SPACE_SCRIPTS)
-# a token made only of punctuation, ASCII symbols or control characters does not count as a word (the
-# Gopher/datatrove definition: other symbols such as © or € do)
-_SYMBOL_TOKEN = r"^[\p{P}\p{Cc}$+<=>^`|~]+$"
-_BULLET_LINE = r"^\s*[•-]"
-_ELLIPSIS_LINE = r"(?:\.\.\.|…)\s*$"
-# FineWeb's terminal punctuation: Unicode Sentence_Terminal plus three Khmer signs (as in datatrove)
-_FINEWEB_TERMINAL = r"[\p{Sentence_Terminal}៖៙៚]$"
-# C4: terminal punctuation . ? ! " ' (plus the CJK full stops, so that zh/ja lines can pass), not "..."
-_C4_TERMINAL = "[.?!\"'。！？」』]$"
+#: Python's ``str.isspace`` characters (what ``strip()`` and ``split()`` remove)
+_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_SPACE_CLASS = r"\s\x1c-\x1f"
+#: the line boundaries of Python's ``str.splitlines``
+_LINE_BREAK = r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
+
+
+def _char_class(chars: str) -> str:
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set(chars))) + "]"
+
+
+_SYMBOL_TOKEN = f"^{_char_class(SYMBOL_CHARACTERS)}+$"
+_FINEWEB_TERMINAL = _char_class(TERMINAL_PUNCTUATION) + "$"
+_BULLET_LINE = rf"^[{_SPACE_CLASS}]*[•-]"
+_ELLIPSIS_LINE = rf"(?:\.\.\.|…)[{_SPACE_CLASS}]*$"
+_C4_TERMINAL = "[.?!\"']$"
 _C4_CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
-# C4 counts whitespace-separated words; characters of scripts without spaces count one each
-_C4_WORD = rf"[^\s{_NO_SPACE_CLASS}]+|[{_NO_SPACE_CLASS}]"
-# sentence boundaries inside a line: a lone period or !/? (then closing quotes/brackets) followed by
-# whitespace, or a CJK full stop followed by more text (what spaCy's sentencizer splits on)
-_SENTENCE_BOUNDARY = r"(?:[^.\s]\.|[!?]+)[\"'”’)\]]*\s+|[。！？]+[」』”）]*[^\s。！？」』”）]"
+_WHITESPACE_WORD = rf"[^{_SPACE_CLASS}]+"
 
+#: the names of the signals a filter computes (columns ``<prefix><name>`` in annotate mode)
+SIGNAL_NAME = re.compile(
+    r"word_count|mean_word_length|hash_ratio|ellipsis_ratio|bullet_lines_ratio|ellipsis_lines_ratio|"
+    r"alpha_words_ratio|stop_words|dup_para_frac|dup_para_char_frac|dup_line_frac|dup_line_char_frac|"
+    r"(?:top|dup)_\d+gram_char_frac|c4_sentences|c4_lines_removed|c4_chars_removed|line_punct_ratio|"
+    r"short_line_ratio|line_dup_char_ratio|newline_ratio"
+)
 TOP_NGRAM_KEY = "max_top_ngram_char_frac"
 DUP_NGRAM_KEY = "max_dup_ngram_char_frac"
 
 
 @dataclass
-class BatchSignals:
-    """Signal arrays (one value per document) plus, when asked for, the C4-cleaned texts."""
+class FilterSignals:
+    """Signal arrays of one filter (one value per document; ratios in float64, compared to the thresholds
+    as the reference compares them) and, for C4, the rewritten texts."""
 
     values: dict[str, np.ndarray] = field(default_factory=dict)
-    c4_text: pa.Array | None = None
+    text: pl.Series | None = None
 
 
 class PerDoc:
@@ -60,6 +77,9 @@ class PerDoc:
         self.settings = settings
         self.lang_index = lang_index
         self._ngram_sizes = ngram_sizes or {}
+
+    def subset(self, rows: np.ndarray) -> PerDoc:
+        return PerDoc(self.settings, self.lang_index[rows], self._ngram_sizes)
 
     def threshold(self, section: str, key: str, n: int | None = None) -> np.ndarray:
         """Float thresholds per document; a disabled rule (null) gives NaN, so comparisons are False."""
@@ -79,6 +99,12 @@ class PerDoc:
     def ngram_sizes(self, key: str) -> list[int]:
         """n-gram sizes to compute: fixed by the stage (stable columns), else those of the batch's languages."""
         return self._ngram_sizes[key] if key in self._ngram_sizes else ngram_sizes(self.settings, key)
+
+    def word_splitters(self) -> tuple[np.ndarray, list[str]]:
+        """Each document's word splitter, as an index into the list of splitter names."""
+        names = sorted({s.word_tokenizer for s in self.settings})
+        of_language = np.asarray([names.index(s.word_tokenizer) for s in self.settings], dtype=np.int64)
+        return of_language[self.lang_index], names
 
 
 def ngram_sizes(settings: list[LanguageSettings], key: str) -> list[int]:
@@ -102,46 +128,67 @@ def _first_distinct(column: str) -> pl.Expr:
     return pl.struct(pl.col("doc"), pl.col(column).hash(seed=0)).is_first_distinct()
 
 
-def compute_signals(
-    texts: pa.Array | pa.ChunkedArray,
-    per_doc: PerDoc,
-    filters: list[str],
-    *,
-    c4_rewrite: bool = False,
-) -> BatchSignals:
-    """All signals needed by ``filters`` for every text of the batch."""
-    series = pl.Series("text", texts)
-    n_docs = len(series)
-    text_len = series.str.len_chars().fill_null(0).to_numpy().astype(np.float64)
-    out = BatchSignals()
-    need_tokens = bool({"gopher-quality", "gopher-repetition", "fineweb"} & set(filters))
-    tokens = explode_with_index(split_words(series), "w") if need_tokens else None
-    lines = _line_frame(series)
-    n_tokens = _per_doc_sum(tokens["doc"].to_numpy(), None, n_docs) if tokens is not None else None
-
-    if "gopher-quality" in filters:
-        out.values.update(_gopher_quality(series, tokens, lines, per_doc, n_tokens, n_docs))
-    if "gopher-repetition" in filters:
-        out.values.update(_gopher_repetition(series, tokens, lines, per_doc, text_len, n_docs))
-    if "c4" in filters:
-        values, out.c4_text = _c4(lines, per_doc, text_len, n_docs, c4_rewrite)
-        out.values.update(values)
-    if "fineweb" in filters:
-        out.values.update(_fineweb(series, lines, per_doc, n_tokens, text_len, n_docs))
-    return out
-
-
-def _line_frame(series: pl.Series) -> pl.DataFrame:
-    lines = explode_with_index(split_lines(series), "line")
-    return lines.with_columns(
-        length=pl.col("line").str.len_chars(),
-        is_last=pl.col("pos") == pl.col("pos").max().over("doc"),
-        is_first_distinct=_first_distinct("line"),
+def _pieces(lists: pl.Series, name: str) -> pl.DataFrame:
+    """``(doc, pos, <name>, length, is_last)`` rows of a list column."""
+    return explode_with_index(lists, name).with_columns(
+        length=pl.col(name).str.len_chars(), is_last=pl.col("pos") == pl.col("pos").max().over("doc")
     )
 
 
-def _gopher_quality(series, tokens, lines, per_doc, n_tokens, n_docs) -> dict[str, np.ndarray]:
-    token_stats = tokens.select(
+class TextView:
+    """The texts one filter sees, with their words, lines and paragraphs split on first use."""
+
+    def __init__(self, texts: pl.Series, per_doc: PerDoc) -> None:
+        self.texts = texts
+        self.per_doc = per_doc
+        self.n_docs = len(texts)
+
+    def subset(self, rows: np.ndarray) -> TextView:
+        """The view of documents ``rows`` (positions in this view), keeping the splits already made."""
+        view = TextView(self.texts.gather(rows), self.per_doc.subset(rows))
+        new_id = np.full(self.n_docs, -1, dtype=np.int64)
+        new_id[rows] = np.arange(len(rows))
+        for name in ("words", "python_lines"):
+            if name in self.__dict__:
+                frame = self.__dict__[name]
+                doc = new_id[frame["doc"].to_numpy()]
+                view.__dict__[name] = frame.filter(pl.Series(doc >= 0)).with_columns(
+                    doc=pl.Series(doc[doc >= 0].astype(np.uint32))
+                )
+        return view
+
+    @cached_property
+    def text_len(self) -> np.ndarray:
+        return self.texts.str.len_chars().fill_null(0).to_numpy().astype(np.float64)
+
+    @cached_property
+    def words(self) -> pl.DataFrame:
+        """``(doc, pos, w)``: the tokens of the document language's reference word tokenizer."""
+        splitter_of_doc, names = self.per_doc.word_splitters()
+        return split_words_by_language(self.texts, splitter_of_doc, names)
+
+    @cached_property
+    def n_words(self) -> np.ndarray:
+        return _per_doc_sum(self.words["doc"].to_numpy(), None, self.n_docs)
+
+    @cached_property
+    def python_lines(self) -> pl.DataFrame:
+        """``str.splitlines()``: every line break Python knows, no empty line after a final break."""
+        lines = self.texts.str.replace_all(_LINE_BREAK, "\n").str.strip_suffix("\n").str.split("\n")
+        return _pieces(lines, "line")
+
+    @cached_property
+    def newline_lines(self) -> pl.DataFrame:
+        """``str.split("\\n")``: lines keep a ``\\r`` before the break."""
+        return _pieces(self.texts.str.split("\n"), "line")
+
+    def count(self, literal: str) -> np.ndarray:
+        return self.texts.str.count_matches(literal, literal=True).fill_null(0).to_numpy().astype(np.float64)
+
+
+def gopher_quality(view: TextView) -> FilterSignals:
+    n_docs, words = view.n_docs, view.words
+    token_stats = words.select(
         "doc",
         is_word=~pl.col("w").str.contains(_SYMBOL_TOKEN),
         has_letter=pl.col("w").str.contains(r"\p{L}"),
@@ -152,35 +199,31 @@ def _gopher_quality(series, tokens, lines, per_doc, n_tokens, n_docs) -> dict[st
     n_words = _per_doc_sum(doc[is_word], None, n_docs)
     word_chars = _per_doc_sum(doc[is_word], token_stats["length"].to_numpy()[is_word], n_docs)
     n_letter = _per_doc_sum(doc, token_stats["has_letter"].to_numpy().astype(np.float64), n_docs)
+    n_tokens = view.n_words
 
-    hashes = series.str.count_matches("#", literal=True).fill_null(0).to_numpy()
-    ellipses = series.str.count_matches("...", literal=True) + series.str.count_matches("…", literal=True)
-    ellipses = ellipses.fill_null(0).to_numpy()
-
-    # Python's str.splitlines(): a final line break does not open an empty last line
-    line_stats = lines.select(
+    line_stats = view.python_lines.select(
         "doc",
-        counted=~(pl.col("is_last") & (pl.col("line") == "")),
         bullet=pl.col("line").str.contains(_BULLET_LINE),
         ellipsis=pl.col("line").str.contains(_ELLIPSIS_LINE),
     )
     line_doc = line_stats["doc"].to_numpy()
-    n_lines = _per_doc_sum(line_doc, line_stats["counted"].to_numpy().astype(np.float64), n_docs)
+    n_lines = _per_doc_sum(line_doc, None, n_docs)
     bullets = _per_doc_sum(line_doc, line_stats["bullet"].to_numpy().astype(np.float64), n_docs)
     ellipsis_lines = _per_doc_sum(line_doc, line_stats["ellipsis"].to_numpy().astype(np.float64), n_docs)
 
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_length = np.where(n_words > 0, word_chars / np.maximum(n_words, 1), np.nan)
-    return {
+    values = {
         "word_count": n_words.astype(np.int32),
-        "mean_word_length": mean_length.astype(np.float32),
-        "hash_ratio": _ratio(hashes, n_tokens).astype(np.float32),
-        "ellipsis_ratio": _ratio(ellipses, n_tokens).astype(np.float32),
-        "bullet_lines_ratio": _ratio(bullets, n_lines).astype(np.float32),
-        "ellipsis_lines_ratio": _ratio(ellipsis_lines, n_lines).astype(np.float32),
-        "alpha_words_ratio": _ratio(n_letter, n_tokens).astype(np.float32),
-        "stop_words": _stop_word_counts(tokens, per_doc, n_docs),
+        "mean_word_length": mean_length,
+        "hash_ratio": _ratio(view.count("#"), n_tokens),
+        "ellipsis_ratio": _ratio(view.count("...") + view.count("…"), n_tokens),
+        "bullet_lines_ratio": _ratio(bullets, n_lines),
+        "ellipsis_lines_ratio": _ratio(ellipsis_lines, n_lines),
+        "alpha_words_ratio": _ratio(n_letter, n_tokens),
+        "stop_words": _stop_word_counts(words, view.per_doc, n_docs),
     }
+    return FilterSignals(values)
 
 
 def _stop_word_counts(tokens: pl.DataFrame, per_doc: PerDoc, n_docs: int) -> np.ndarray:
@@ -202,31 +245,35 @@ def _stop_word_counts(tokens: pl.DataFrame, per_doc: PerDoc, n_docs: int) -> np.
     return _per_doc_sum(found["doc"].to_numpy(), None, n_docs).astype(np.int32)
 
 
-def _duplicates(frame: pl.DataFrame, mask: pl.Expr, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(items, duplicate items, duplicate chars) per document over the rows selected by ``mask``."""
-    rows = frame.filter(mask)
+def _duplicates(frame: pl.DataFrame, column: str, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items, duplicate items, duplicate chars) per document: a later copy of an earlier item is a duplicate."""
+    rows = frame.with_columns(first=_first_distinct(column))
     doc = rows["doc"].to_numpy()
-    dup = ~rows["is_first_distinct"].to_numpy()
+    dup = ~rows["first"].to_numpy()
     items = _per_doc_sum(doc, None, n_docs)
     dup_items = _per_doc_sum(doc[dup], None, n_docs)
     dup_chars = _per_doc_sum(doc[dup], rows["length"].to_numpy()[dup].astype(np.float64), n_docs)
     return items, dup_items, dup_chars
 
 
-def _gopher_repetition(series, tokens, lines, per_doc, text_len, n_docs) -> dict[str, np.ndarray]:
-    paragraphs = explode_with_index(split_paragraphs(series), "para")
-    paragraphs = paragraphs.with_columns(
-        length=pl.col("para").str.len_chars(), is_first_distinct=_first_distinct("para")
+def gopher_repetition(view: TextView) -> FilterSignals:
+    n_docs, text_len = view.n_docs, view.text_len
+    # re.split(r"\n{2,}", text.strip()): blocks without a blank line; a blank text is one empty paragraph
+    paragraphs = _pieces(view.texts.str.strip_chars(_SPACE).str.split("\n\n"), "para").filter(
+        pl.col("para") != ""
     )
-    n_paras, dup_paras, dup_para_chars = _duplicates(paragraphs, pl.lit(True), n_docs)
-    n_paras = np.maximum(n_paras, 1)  # a blank text is one empty paragraph
+    paragraphs = paragraphs.with_columns(pl.col("para").str.strip_chars("\n")).with_columns(
+        length=pl.col("para").str.len_chars()
+    )
+    n_paras, dup_paras, dup_para_chars = _duplicates(paragraphs, "para", n_docs)
+    n_paras = np.maximum(n_paras, 1)
 
-    # re.split("\n+", text): non-empty lines, plus an empty one at each end that starts/ends with "\n"
-    n_lines, dup_lines, dup_line_chars = _duplicates(lines, pl.col("line") != "", n_docs)
-    edge = lines.filter((pl.col("line") == "") & ((pl.col("pos") == 0) | pl.col("is_last")))
-    edge_count = _per_doc_sum(edge["doc"].to_numpy(), None, n_docs)
-    n_lines = n_lines + edge_count
-    dup_lines = dup_lines + (edge_count >= 2)
+    # re.split("\n+", text): the non-empty lines, plus the empty first/last piece of a text that
+    # starts/ends with a line break
+    lines = _pieces(view.texts.str.split("\n"), "line").filter(
+        (pl.col("line") != "") | (pl.col("pos") == 0) | pl.col("is_last")
+    )
+    n_lines, dup_lines, dup_line_chars = _duplicates(lines, "line", n_docs)
 
     values = {
         "dup_para_frac": _ratio(dup_paras, n_paras),
@@ -234,16 +281,18 @@ def _gopher_repetition(series, tokens, lines, per_doc, text_len, n_docs) -> dict
         "dup_line_frac": _ratio(dup_lines, np.maximum(n_lines, 1)),
         "dup_line_char_frac": _ratio(dup_line_chars, text_len),
     }
-    top_ns = per_doc.ngram_sizes(TOP_NGRAM_KEY)
-    dup_ns = per_doc.ngram_sizes(DUP_NGRAM_KEY)
+    top_ns = view.per_doc.ngram_sizes(TOP_NGRAM_KEY)
+    dup_ns = view.per_doc.ngram_sizes(DUP_NGRAM_KEY)
     if top_ns or dup_ns:
-        word = tokens.select("doc", h=pl.col("w").hash(seed=0), length=pl.col("w").str.len_chars())
+        words = view.words
         starts = np.zeros(n_docs + 1, dtype=np.int64)
-        np.cumsum(_per_doc_sum(word["doc"].to_numpy(), None, n_docs), out=starts[1:])
+        np.cumsum(view.n_words, out=starts[1:])
+        token_hash, token_power = _token_hashes(words["w"].to_arrow())
         top, dup = _ngram_chars(
             starts,
-            word["h"].to_numpy(),
-            word["length"].to_numpy().astype(np.int64),
+            token_hash,
+            token_power,
+            words["w"].str.len_chars().to_numpy().astype(np.int64),
             np.asarray(top_ns, dtype=np.int64),
             np.asarray(dup_ns, dtype=np.int64),
         )
@@ -251,15 +300,48 @@ def _gopher_repetition(series, tokens, lines, per_doc, text_len, n_docs) -> dict
             values[f"top_{n}gram_char_frac"] = _ratio(top[:, k], text_len)
         for k, n in enumerate(dup_ns):
             values[f"dup_{n}gram_char_frac"] = _ratio(dup[:, k], text_len)
-    return {name: value.astype(np.float32) for name, value in values.items()}
+    return FilterSignals(values)
+
+
+_HASH_BASE = np.uint64(0x100000001B3)
+
+
+def _token_hashes(tokens: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Polynomial hash of each token's UTF-8 bytes and ``base ** bytes``, so that the hash of a
+    concatenation follows from its parts (n-grams compared as joined strings, as the reference does)."""
+    if isinstance(tokens, pa.ChunkedArray):
+        tokens = tokens.combine_chunks()
+    tokens = tokens.cast(pa.large_string())
+    _, offsets, data = tokens.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64)[tokens.offset : tokens.offset + len(tokens) + 1]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return _polynomial_hashes(offsets, data)
+
+
+@numba.njit(cache=True)
+def _polynomial_hashes(offsets, data):
+    n = len(offsets) - 1
+    hashes = np.zeros(n, dtype=np.uint64)
+    powers = np.ones(n, dtype=np.uint64)
+    for i in range(n):
+        h = np.uint64(0)
+        p = np.uint64(1)
+        for j in range(offsets[i], offsets[i + 1]):
+            h = h * _HASH_BASE + np.uint64(data[j]) + np.uint64(1)
+            p = p * _HASH_BASE
+        hashes[i] = h
+        powers[i] = p
+    return hashes, powers
 
 
 @numba.njit(cache=True, inline="always")
-def _ngram_hash(hashes: np.ndarray, start: int, n: int) -> np.uint64:
-    h = np.uint64(0xCBF29CE484222325)
+def _joined_hash(hashes: np.ndarray, powers: np.ndarray, start: int, n: int, separator: bool) -> np.uint64:
+    """Hash of ``sep.join(tokens[start:start + n])`` with ``sep`` a space or nothing."""
+    h = np.uint64(0)
     for j in range(start, start + n):
-        h = (h ^ hashes[j]) * np.uint64(0x100000001B3)
-        h ^= h >> np.uint64(29)
+        if separator and j > start:
+            h = h * _HASH_BASE + np.uint64(33)  # the space byte, shifted like every byte
+        h = h * powers[j] + hashes[j]
     return h
 
 
@@ -267,7 +349,7 @@ def _ngram_hash(hashes: np.ndarray, start: int, n: int) -> np.uint64:
 def _insert(keys: np.ndarray, used: np.ndarray, key: np.uint64) -> tuple[int, bool]:
     """Slot of ``key`` in an open-addressing table, and whether it was already there."""
     mask = np.int64(len(keys) - 1)
-    slot = np.int64(key & np.uint64(mask))
+    slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
     while used[slot]:
         if keys[slot] == key:
             return slot, True
@@ -278,12 +360,13 @@ def _insert(keys: np.ndarray, used: np.ndarray, key: np.uint64) -> tuple[int, bo
 
 
 @numba.njit(cache=True)
-def _ngram_chars(starts, hashes, lengths, top_ns, dup_ns):
+def _ngram_chars(starts, hashes, powers, lengths, top_ns, dup_ns):
     """Characters in the most frequent n-gram (times its count) and in repeated n-grams, per document.
 
-    Top n-gram: the n-gram with the highest count, first occurrence wins ties (Counter.most_common);
-    its length counts the joining spaces. Duplicate n-grams: scan left to right, and when an n-gram was
-    seen before, count its characters and jump past it (Gopher / datatrove ``find_all_duplicate``).
+    Top n-gram: the n-gram (words joined by spaces) with the highest count, first occurrence wins ties
+    (Counter.most_common); its length counts the joining spaces. Duplicate n-grams: scan left to right,
+    and when an n-gram (words joined without spaces) was seen before, count its characters and jump
+    past it (Gopher / datatrove ``find_all_duplicate``).
     """
     n_docs = len(starts) - 1
     top = np.zeros((n_docs, len(top_ns)), dtype=np.float64)
@@ -317,7 +400,7 @@ def _ngram_chars(starts, hashes, lengths, top_ns, dup_ns):
             doc_used[:] = False
             best_count, best_first = 0, 0
             for i in range(m - n + 1):
-                slot, seen = _insert(doc_keys, doc_used, _ngram_hash(hashes, s + i, n))
+                slot, seen = _insert(doc_keys, doc_used, _joined_hash(hashes, powers, s + i, n, True))
                 if seen:
                     counts[slot] += 1
                 else:
@@ -334,7 +417,7 @@ def _ngram_chars(starts, hashes, lengths, top_ns, dup_ns):
             repeated = 0
             i = 0
             while i < m - n + 1:
-                _, seen = _insert(doc_keys, doc_used, _ngram_hash(hashes, s + i, n))
+                _, seen = _insert(doc_keys, doc_used, _joined_hash(hashes, powers, s + i, n, False))
                 if seen:
                     repeated += prefix[i + n] - prefix[i]
                     i += n
@@ -344,26 +427,31 @@ def _ngram_chars(starts, hashes, lengths, top_ns, dup_ns):
     return top, dup
 
 
-def _c4(lines, per_doc, text_len, n_docs, rewrite) -> tuple[dict[str, np.ndarray], pa.Array | None]:
+def c4(view: TextView, rewrite: bool) -> FilterSignals:
     """C4 line cleaning (which lines survive) and the document rules evaluated on the surviving lines."""
+    per_doc, n_docs = view.per_doc, view.n_docs
+    lines = view.python_lines
     doc = lines["doc"].to_numpy()
+
+    def column(values: np.ndarray) -> pl.Series:
+        return pl.Series(values[doc])
+
     frame = lines.select(
         "doc",
         "pos",
-        counted=~(pl.col("is_last") & (pl.col("line") == "")),
-        stripped=pl.col("line").str.strip_chars(),
-        remove_citations=pl.Series(per_doc.flag("c4", "remove_citations")[doc]),
-        require_punct=pl.Series(per_doc.flag("c4", "require_terminal_punct")[doc]),
-        min_words=pl.Series(per_doc.threshold("c4", "min_words_per_line")[doc]).fill_nan(None),
-        max_word_length=pl.Series(per_doc.threshold("c4", "max_word_length")[doc]).fill_nan(None),
-        drop_js=pl.Series(per_doc.flag("c4", "drop_javascript_lines")[doc]),
-        drop_policy=pl.Series(per_doc.flag("c4", "drop_policy_lines")[doc]),
-        drop_lorem=pl.Series(per_doc.flag("c4", "drop_lorem_ipsum")[doc]),
-        drop_curly=pl.Series(per_doc.flag("c4", "drop_curly_bracket")[doc]),
-        policy_group=pl.Series(_policy_groups(per_doc)[doc]),
+        stripped=pl.col("line").str.strip_chars(_SPACE),
+        remove_citations=column(per_doc.flag("c4", "remove_citations")),
+        require_punct=column(per_doc.flag("c4", "require_terminal_punct")),
+        min_words=column(per_doc.threshold("c4", "min_words_per_line")).fill_nan(None),
+        max_word_length=column(per_doc.threshold("c4", "max_word_length")).fill_nan(None),
+        drop_js=column(per_doc.flag("c4", "drop_javascript_lines")),
+        drop_policy=column(per_doc.flag("c4", "drop_policy_lines")),
+        drop_lorem=column(per_doc.flag("c4", "drop_lorem_ipsum")),
+        drop_curly=column(per_doc.flag("c4", "drop_curly_bracket")),
+        policy_group=column(_policy_groups(per_doc)),
     )
     frame = frame.with_columns(
-        n_words=pl.col("stripped").str.count_matches(_C4_WORD),
+        n_words=pl.col("stripped").str.count_matches(_WHITESPACE_WORD),
         cleaned=pl.when(pl.col("remove_citations"))
         .then(pl.col("stripped").str.replace_all(_C4_CITATION, ""))
         .otherwise(pl.col("stripped")),
@@ -372,7 +460,10 @@ def _c4(lines, per_doc, text_len, n_docs, rewrite) -> tuple[dict[str, np.ndarray
     frame = frame.with_columns(
         long_word=pl.when(too_long)
         .then(
-            pl.col("stripped").str.extract_all(r"\S+").list.eval(pl.element().str.len_chars()).list.max()
+            pl.col("stripped")
+            .str.extract_all(_WHITESPACE_WORD)
+            .list.eval(pl.element().str.len_chars())
+            .list.max()
             > pl.col("max_word_length")
         )
         .otherwise(False)
@@ -406,21 +497,21 @@ def _c4(lines, per_doc, text_len, n_docs, rewrite) -> tuple[dict[str, np.ndarray
     )
     kept_rows = frame.filter(pl.col("kept"))
     kept_doc = kept_rows["doc"].to_numpy()
-    sentences = 1 + kept_rows["cleaned"].str.count_matches(_SENTENCE_BOUNDARY).to_numpy()
+    sentences = _line_sentences(kept_rows["cleaned"], per_doc.subset(kept_doc))
     n_kept = _per_doc_sum(kept_doc, None, n_docs)
     kept_chars = _per_doc_sum(
         kept_doc, kept_rows["cleaned"].str.len_chars().to_numpy().astype(np.float64), n_docs
     )
     new_length = kept_chars + np.maximum(n_kept - 1, 0)
-    n_lines = _per_doc_sum(doc, frame["counted"].to_numpy().astype(np.float64), n_docs)
-    values = {
-        "c4_sentences": _per_doc_sum(kept_doc, sentences.astype(np.float64), n_docs).astype(np.int32),
-        "c4_lines_removed": (n_lines - n_kept).astype(np.int32),
-        "c4_chars_removed": (text_len - new_length).astype(np.int32),
-        "c4_lorem_ipsum": _per_doc_sum(doc, frame["lorem"].to_numpy().astype(np.float64), n_docs) > 0,
-        "c4_curly_bracket": _per_doc_sum(doc, frame["curly"].to_numpy().astype(np.float64), n_docs) > 0,
-    }
-    text = None
+    out = FilterSignals(
+        {
+            "c4_sentences": _per_doc_sum(kept_doc, sentences.astype(np.float64), n_docs).astype(np.int32),
+            "c4_lines_removed": (_per_doc_sum(doc, None, n_docs) - n_kept).astype(np.int32),
+            "c4_chars_removed": (view.text_len - new_length).astype(np.int32),
+            "c4_lorem_ipsum": _per_doc_sum(doc, frame["lorem"].to_numpy().astype(np.float64), n_docs) > 0,
+            "c4_curly_bracket": _per_doc_sum(doc, frame["curly"].to_numpy().astype(np.float64), n_docs) > 0,
+        }
+    )
     if rewrite:
         joined = (
             kept_rows.group_by("doc", maintain_order=True)
@@ -428,8 +519,20 @@ def _c4(lines, per_doc, text_len, n_docs, rewrite) -> tuple[dict[str, np.ndarray
             .join(pl.DataFrame({"doc": np.arange(n_docs, dtype=np.uint32)}), on="doc", how="right")
             .sort("doc")
         )
-        text = joined["cleaned"].fill_null("").to_arrow()
-    return values, text
+        out.text = joined["cleaned"].fill_null("").str.strip_chars(_SPACE).rename(view.texts.name)
+    return out
+
+
+def _line_sentences(lines: pl.Series, per_doc: PerDoc) -> np.ndarray:
+    """Sentences per line, split by the line's language tokenizer and spaCy's sentencizer rule (a line
+    without a sentence terminator is one sentence: only the others need their tokens)."""
+    sentences = np.ones(len(lines), dtype=np.int64)
+    rows = np.nonzero(lines.str.contains(_char_class("".join(sentence_terminators()))).to_numpy())[0]
+    if len(rows):
+        splitter_of_line, names = per_doc.subset(rows).word_splitters()
+        tokens = split_words_by_language(lines.gather(rows), splitter_of_line, names)
+        sentences[rows] = count_sentences(tokens, len(rows))
+    return sentences
 
 
 def _policy_phrases(per_doc: PerDoc) -> list[tuple[str, ...]]:
@@ -444,23 +547,34 @@ def _policy_groups(per_doc: PerDoc) -> np.ndarray:
     return np.asarray(index, dtype=np.int32)[per_doc.lang_index]
 
 
-def _fineweb(series, lines, per_doc, n_tokens, text_len, n_docs) -> dict[str, np.ndarray]:
-    short_length = per_doc.threshold("fineweb", "short_line_length")
-    doc = lines["doc"].to_numpy()
-    frame = lines.with_columns(short_length=pl.Series(short_length[doc])).filter(
-        pl.col("line").str.strip_chars() != ""
+def fineweb(view: TextView) -> FilterSignals:
+    n_docs = view.n_docs
+    short_length = view.per_doc.threshold("fineweb", "short_line_length")
+    lines = view.newline_lines
+    frame = lines.with_columns(short_length=pl.Series(short_length[lines["doc"].to_numpy()])).filter(
+        pl.col("line").str.strip_chars(_SPACE) != ""
     )
     line_doc = frame["doc"].to_numpy()
     n_lines = _per_doc_sum(line_doc, None, n_docs)
     punct = frame["line"].str.contains(_FINEWEB_TERMINAL).to_numpy().astype(np.float64)
     short = (frame["length"] <= frame["short_length"]).to_numpy().astype(np.float64)
-    dup = ~frame["is_first_distinct"].to_numpy()
-    dup_chars = _per_doc_sum(line_doc[dup], frame["length"].to_numpy()[dup].astype(np.float64), n_docs)
-    newlines = series.str.count_matches("\n", literal=True).fill_null(0).to_numpy().astype(np.float64)
-    return {
-        "line_punct_ratio": _ratio(_per_doc_sum(line_doc, punct, n_docs), n_lines).astype(np.float32),
-        "short_line_ratio": _ratio(_per_doc_sum(line_doc, short, n_docs), n_lines).astype(np.float32),
-        "line_dup_char_ratio": _ratio(dup_chars, text_len - newlines).astype(np.float32),
-        "newline_ratio": _ratio(newlines, n_tokens).astype(np.float32),
-        "nonblank_lines": n_lines.astype(np.int32),
-    }
+    _, _, dup_chars = _duplicates(frame.select("doc", "line", "length"), "line", n_docs)
+    newlines = view.count("\n")
+    return FilterSignals(
+        {
+            "line_punct_ratio": _ratio(_per_doc_sum(line_doc, punct, n_docs), n_lines),
+            "short_line_ratio": _ratio(_per_doc_sum(line_doc, short, n_docs), n_lines),
+            "line_dup_char_ratio": _ratio(dup_chars, view.text_len - newlines),
+            "newline_ratio": _ratio(newlines, view.n_words),
+            "nonblank_lines": n_lines.astype(np.int32),
+        }
+    )
+
+
+def compute_signals(filter_name: str, view: TextView, *, c4_rewrite: bool = True) -> FilterSignals:
+    """The signals of one filter on the texts of ``view`` (and C4's rewritten texts when asked)."""
+    if filter_name == "c4":
+        return c4(view, c4_rewrite)
+    return {"gopher-quality": gopher_quality, "gopher-repetition": gopher_repetition, "fineweb": fineweb}[
+        filter_name
+    ](view)

@@ -1,0 +1,213 @@
+"""Word splitting that gives the tokens of the reference word tokenizers, for a whole column at once.
+
+The published filters (datatrove's Gopher, C4 and FineWeb filters, and FineWeb2's per-language
+settings) count words with spaCy's rule-based tokenizer of the document's language (``spacy.blank``).
+That tokenizer cuts a text at whitespace first and then splits each whitespace-free span on its own
+(prefixes, suffixes, infixes, URLs and the language's exceptions), so a span always gives the same
+tokens wherever it occurs. curate therefore splits the whole batch into spans with one polars
+expression, runs spaCy once over the batch's *distinct* spans, and expands the result back: the tokens
+are exactly spaCy's, at a fraction of the cost of tokenizing every document (words repeat; distinct spans
+are a small share of all spans).
+
+Languages whose spaCy tokenizer needs a segmenter that is not installed (Chinese, Japanese, Thai, …)
+fall back to curate's per-character split of scripts written without spaces (:mod:`curate.text`).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+
+import numpy as np
+import polars as pl
+
+from curate.text import explode_with_index, split_words
+
+#: the characters Python's ``str.isspace`` accepts (spaCy's whitespace): Unicode White_Space + U+001C..1F
+_SPAN = r"[^\s\x1c-\x1f]+"
+#: a token made only of punctuation (spaCy's ``is_punct``: every character in a Unicode P* category)
+_PUNCT_TOKEN = r"^\p{P}+$"
+#: the word splitter of languages written without spaces when no spaCy segmenter is installed
+REGEX_SPLITTER = "regex"
+
+
+@cache
+def spacy_tokenizer(code: str):
+    """spaCy's rule-based tokenizer for a language code (spaCy's multi-language ``xx`` for a code spaCy
+    does not know), or None when its segmenter package is not installed (Japanese, Thai, …)."""
+    import spacy
+
+    try:
+        spacy.util.get_lang_class(code)
+    except ImportError:
+        code = "xx"
+    try:
+        return spacy.blank(code)
+    except Exception as exc:
+        print(f"curate: warning: spaCy cannot tokenize {code!r} offline ({type(exc).__name__}); "
+              "using curate's regex word split for it", file=sys.stderr)
+        return None
+
+
+@cache
+def sentence_terminators() -> frozenset[str]:
+    """Tokens that end a sentence for spaCy's rule-based sentencizer (datatrove's sentence split)."""
+    from spacy.pipeline import Sentencizer
+
+    return frozenset(Sentencizer.default_punct_chars)
+
+
+class SpacySplitter:
+    """spaCy's tokens for whitespace-free spans, remembered across batches.
+
+    Spans are keyed by a 64-bit hash; up to ``capacity`` spans are remembered, then forgotten at once, so
+    memory stays bounded whatever the corpus. A span of plain letters that spaCy keeps whole (no affix
+    rule of the language matches letters, checked when the splitter is built) skips spaCy altogether.
+    """
+
+    def __init__(self, nlp, capacity: int = 1_000_000) -> None:
+        self.nlp = nlp
+        self.capacity = capacity
+        # lexical attributes (shape, flags, …) play no part in where tokens split: skip computing them
+        nlp.vocab.lex_attr_getters = {}
+        self.special_cases = pl.Series(list(nlp.tokenizer.rules or {}), dtype=pl.String)
+        self.plain = _PLAIN_WORD if not any(map(self._has_affix, _plain_probes())) else None
+        self._forget()
+
+    def _forget(self) -> None:
+        self.known = pl.DataFrame(schema={"key": pl.UInt64, "first": pl.Int64, "count": pl.Int64})
+        self.tokens = pl.Series("w", [], dtype=pl.String)
+
+    def _has_affix(self, span: str) -> bool:
+        """True when a prefix, suffix or infix rule of spaCy's tokenizer matches ``span``."""
+        tokenizer = self.nlp.tokenizer
+        for search in (tokenizer.prefix_search, tokenizer.suffix_search):
+            if search is not None and (match := search(span)) is not None and match.end() > match.start():
+                return True
+        return tokenizer.infix_finditer is not None and next(tokenizer.infix_finditer(span), None) is not None
+
+    def _learn(self, spans: pl.Series) -> None:
+        """Tokenize distinct new spans: plain words are their own token, the rest go through one spaCy
+        call over them joined by spaces (spaCy splits each space-separated span on its own)."""
+        from spacy.attrs import IDX, LENGTH
+
+        whole = spans.str.contains(self.plain) & ~spans.is_in(self.special_cases.implode()) if self.plain else None
+        if whole is None:
+            whole = pl.Series([False] * len(spans))
+        rest = spans.filter(~whole)
+        lengths = rest.str.len_chars().to_numpy().astype(np.int64)
+        starts = np.zeros(len(rest) + 1, dtype=np.int64)
+        np.cumsum(lengths + 1, out=starts[1:])
+        with self.nlp.memory_zone():
+            doc = self.nlp.tokenizer(" ".join(rest.to_list()))
+            positions = doc.to_array([IDX, LENGTH]).astype(np.int64).reshape(-1, 2)
+        span_of = np.searchsorted(starts, positions[:, 0], side="right") - 1
+        rest_tokens = (
+            pl.DataFrame({"span": rest.gather(span_of), "off": positions[:, 0] - starts[span_of],
+                          "len": positions[:, 1]})
+            .select(pl.col("span").str.slice(pl.col("off"), pl.col("len")))
+            .to_series()
+        )
+        counts = np.bincount(span_of, minlength=len(rest)).astype(np.int64)
+        plain = spans.filter(whole)
+        base = len(self.tokens)
+        first_rest = base + len(plain) + np.cumsum(counts) - counts
+        new = pl.DataFrame(
+            {
+                "key": pl.concat([plain, rest]).hash(seed=0),
+                "first": np.concatenate([base + np.arange(len(plain), dtype=np.int64), first_rest]),
+                "count": np.concatenate([np.ones(len(plain), dtype=np.int64), counts]),
+            }
+        )
+        self.known = pl.concat([self.known, new])
+        self.tokens = pl.concat([self.tokens, plain.rename("w"), rest_tokens.rename("w")])
+
+    def split(self, texts: pl.Series, doc_ids: np.ndarray) -> pl.DataFrame:
+        """``(doc, w)`` rows in text order for ``texts`` (document ids ``doc_ids``)."""
+        spans = (
+            pl.DataFrame({"doc": doc_ids.astype(np.uint32), "span": texts.str.extract_all(_SPAN)})
+            .explode("span")
+            .drop_nulls("span")
+            .with_columns(key=pl.col("span").hash(seed=0))
+        )
+        if self.known.height > self.capacity:
+            self._forget()
+        found = spans.join(self.known, on="key", how="left", maintain_order="left")
+        missing = found.filter(pl.col("first").is_null())
+        if missing.height:
+            self._learn(missing.unique("key", keep="first", maintain_order=True)["span"])
+            found = spans.join(self.known, on="key", how="left", maintain_order="left")
+        first = found["first"].to_numpy()
+        counts = found["count"].to_numpy()
+        occurrence = np.repeat(np.arange(len(first)), counts)
+        starts = np.zeros(len(first) + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        token_index = first[occurrence] + np.arange(len(occurrence)) - starts[occurrence]
+        return pl.DataFrame({"doc": found["doc"].gather(occurrence), "w": self.tokens.gather(token_index)})
+
+
+#: spans of plain letters (ASCII and Latin-1), whole for spaCy unless an affix rule matches letters
+_PLAIN_WORD = r"^[A-Za-zÀ-ÖØ-öø-ÿ]+$"
+
+
+def _plain_probes() -> list[str]:
+    """Letter strings that would trip any affix rule of a language that matches plain letters."""
+    letters = [chr(c) for c in [*range(65, 91), *range(97, 123), *range(0xC0, 0x100)] if chr(c).isalpha()]
+    letters = [c for c in letters if c not in "×÷"]
+    rng = np.random.default_rng(0)
+    longer = ["".join(rng.choice(letters, size=n)) for n in (3, 4, 5, 6, 8) for _ in range(400)]
+    return letters + [a + b for a in letters for b in letters] + longer
+
+
+@cache
+def spacy_splitter(code: str) -> SpacySplitter | None:
+    nlp = spacy_tokenizer(code)
+    return SpacySplitter(nlp) if nlp is not None else None
+
+
+def split_words_by_language(texts: pl.Series, splitter_of_doc: np.ndarray, splitters: list[str]) -> pl.DataFrame:
+    """Word tokens ``(doc, pos, w)`` of every text, each document split by its language's word splitter.
+
+    ``splitters`` names the splitters (a spaCy language code, or ``regex``) and ``splitter_of_doc`` gives
+    each document's index into it. Rows are in document order, tokens in text order.
+    """
+    parts = []
+    for k, name in enumerate(splitters):
+        rows = np.nonzero(splitter_of_doc == k)[0]
+        if len(rows) == 0:
+            continue
+        subset = texts.gather(rows) if len(rows) < len(texts) else texts
+        splitter = spacy_splitter(name) if name != REGEX_SPLITTER else None
+        if splitter is None:
+            frame = explode_with_index(split_words(subset), "w")
+            parts.append(pl.DataFrame({"doc": pl.Series(rows.astype(np.uint32)).gather(frame["doc"]), "w": frame["w"]}))
+        else:
+            parts.append(splitter.split(subset, rows))
+    if not parts:
+        return pl.DataFrame(schema={"doc": pl.UInt32, "pos": pl.Int64, "w": pl.String})
+    frame = pl.concat(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        frame = frame.sort("doc", maintain_order=True)
+    return frame.with_columns(pos=pl.int_range(pl.len()).over("doc")).select("doc", "pos", "w")
+
+
+def count_sentences(tokens: pl.DataFrame, n_items: int) -> np.ndarray:
+    """Sentences per item as spaCy's sentencizer counts them, from ``(doc, w)`` token rows in order.
+
+    A sentence ends at a sentence terminator (``.``, ``!``, ``?``, ``。`` …); the next sentence starts at
+    the first following token that is neither punctuation nor a terminator. An item with tokens has at
+    least one sentence.
+    """
+    flags = tokens.select(
+        "doc",
+        terminator=pl.col("w").is_in(pl.Series(sorted(sentence_terminators())).implode()),
+        punct=pl.col("w").str.contains(_PUNCT_TOKEN),
+    ).with_columns(seen=pl.col("terminator").cast(pl.Int64).cum_sum().over("doc"))
+    starts = (
+        flags.filter(~pl.col("punct") & ~pl.col("terminator"))
+        .with_columns(before=pl.col("seen").shift(1, fill_value=0).over("doc"))
+        .filter(pl.col("seen") > pl.col("before"))
+    )
+    sentences = np.bincount(starts["doc"].to_numpy(), minlength=n_items)
+    has_tokens = np.bincount(tokens["doc"].to_numpy(), minlength=n_items) > 0
+    return sentences + has_tokens
