@@ -16,6 +16,7 @@ fall back to curate's per-character split of scripts written without spaces (:mo
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -61,8 +62,11 @@ class SpacySplitter:
     """spaCy's tokens for whitespace-free spans, remembered across batches.
 
     Spans are keyed by a 64-bit hash; up to ``capacity`` spans are remembered, then forgotten at once, so
-    memory stays bounded whatever the corpus. A span of plain letters that spaCy keeps whole (no affix
-    rule of the language matches letters, checked when the splitter is built) skips spaCy altogether.
+    memory stays bounded whatever the corpus. Most spans are a plain word with at most one punctuation
+    character before and after it (``word``, ``(word``, ``word,``, ``"word."``): when the language's affix
+    rules provably split those characters off and leave the word whole (checked for every character and
+    neighbouring letter when the splitter is built), their tokens come from one vectorised expression and
+    only the other spans go through spaCy.
     """
 
     def __init__(self, nlp, capacity: int = 1_000_000) -> None:
@@ -70,8 +74,8 @@ class SpacySplitter:
         self.capacity = capacity
         # lexical attributes (shape, flags, …) play no part in where tokens split: skip computing them
         nlp.vocab.lex_attr_getters = {}
-        self.special_cases = pl.Series(list(nlp.tokenizer.rules or {}), dtype=pl.String)
-        self.plain = _PLAIN_WORD if not any(map(self._has_affix, _plain_probes())) else None
+        self.special_cases = pl.Series(list(nlp.tokenizer.rules or {}), dtype=pl.String).implode()
+        self.fast = _AffixRules.verify(self) if not any(map(self._has_affix, _plain_probes())) else None
         self._forget()
 
     def _forget(self) -> None:
@@ -79,48 +83,83 @@ class SpacySplitter:
         self.tokens = pl.Series("w", [], dtype=pl.String)
 
     def _has_affix(self, span: str) -> bool:
-        """True when a prefix, suffix or infix rule of spaCy's tokenizer matches ``span``."""
+        """True when a prefix, suffix or infix rule (or a whole-span URL/token rule) of spaCy's tokenizer
+        matches ``span``."""
         tokenizer = self.nlp.tokenizer
         for search in (tokenizer.prefix_search, tokenizer.suffix_search):
             if search is not None and (match := search(span)) is not None and match.end() > match.start():
                 return True
+        if any(rule is not None and rule(span) for rule in (tokenizer.token_match, tokenizer.url_match)):
+            return True
         return tokenizer.infix_finditer is not None and next(tokenizer.infix_finditer(span), None) is not None
 
+    def _splits_one_char(self, span: str, prefix: bool) -> bool:
+        """True when spaCy's prefix (or suffix) rule takes exactly the first (last) character of ``span``."""
+        tokenizer = self.nlp.tokenizer
+        if any(rule is not None and rule(span) for rule in (tokenizer.token_match, tokenizer.url_match)):
+            return False
+        match = (tokenizer.prefix_search if prefix else tokenizer.suffix_search)(span)
+        if match is None:
+            return False
+        return (match.start(), match.end()) == ((0, 1) if prefix else (len(span) - 1, len(span)))
+
+    def _fast_tokens(self, spans: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """Which spans the verified affix rules tokenize, and their tokens (a list per span)."""
+        if self.fast is None:
+            return pl.Series([False] * len(spans)), pl.Series([], dtype=pl.List(pl.String))
+        parts = spans.str.extract_groups(self.fast.pattern).struct.unnest()
+        frame = pl.DataFrame({"span": spans, "pre": parts["1"], "core": parts["2"], "suf": parts["3"]})
+        special = self.special_cases
+        ok = frame.select(
+            pl.col("core").is_not_null()
+            & ((pl.col("pre") == "") | (pl.col("pre") + pl.col("core").str.head(1)).is_in(self.fast.prefixes))
+            & ((pl.col("suf") == "") | (pl.col("core").str.tail(1) + pl.col("suf")).is_in(self.fast.suffixes))
+            & ~pl.col("span").is_in(special)
+            & ~pl.col("core").is_in(special)
+            & ~(pl.col("pre") + pl.col("core")).is_in(special)
+            & ~(pl.col("core") + pl.col("suf")).is_in(special)
+        ).to_series().fill_null(False)
+        tokens = frame.filter(ok).select(
+            pl.concat_list("pre", "core", "suf").list.eval(pl.element().filter(pl.element() != ""))
+        ).to_series()
+        return ok, tokens
+
     def _learn(self, spans: pl.Series) -> None:
-        """Tokenize distinct new spans: plain words are their own token, the rest go through one spaCy
-        call over them joined by spaces (spaCy splits each space-separated span on its own)."""
+        """Tokenize distinct new spans: the verified affix rules for the simple ones, one spaCy call over
+        the rest (spaCy splits each whitespace-separated span on its own)."""
         from spacy.attrs import IDX, LENGTH
 
-        whole = spans.str.contains(self.plain) & ~spans.is_in(self.special_cases.implode()) if self.plain else None
-        if whole is None:
-            whole = pl.Series([False] * len(spans))
-        rest = spans.filter(~whole)
+        fast, fast_tokens = self._fast_tokens(spans)
+        rest = spans.filter(~fast)
         lengths = rest.str.len_chars().to_numpy().astype(np.int64)
         starts = np.zeros(len(rest) + 1, dtype=np.int64)
         np.cumsum(lengths + 1, out=starts[1:])
+        # one line per span: the line break between two spans is a token of its own, so that spaCy's
+        # special-case matcher never joins tokens of two unrelated spans
         with self.nlp.memory_zone():
-            doc = self.nlp.tokenizer(" ".join(rest.to_list()))
+            doc = self.nlp.tokenizer("\n".join(rest.to_list()))
             positions = doc.to_array([IDX, LENGTH]).astype(np.int64).reshape(-1, 2)
         span_of = np.searchsorted(starts, positions[:, 0], side="right") - 1
+        inside = positions[:, 0] < starts[span_of] + lengths[span_of]
+        positions, span_of = positions[inside], span_of[inside]
         rest_tokens = (
             pl.DataFrame({"span": rest.gather(span_of), "off": positions[:, 0] - starts[span_of],
                           "len": positions[:, 1]})
             .select(pl.col("span").str.slice(pl.col("off"), pl.col("len")))
             .to_series()
         )
-        counts = np.bincount(span_of, minlength=len(rest)).astype(np.int64)
-        plain = spans.filter(whole)
-        base = len(self.tokens)
-        first_rest = base + len(plain) + np.cumsum(counts) - counts
+        counts = np.concatenate(
+            [fast_tokens.list.len().to_numpy().astype(np.int64), np.bincount(span_of, minlength=len(rest))]
+        ).astype(np.int64)
         new = pl.DataFrame(
             {
-                "key": pl.concat([plain, rest]).hash(seed=0),
-                "first": np.concatenate([base + np.arange(len(plain), dtype=np.int64), first_rest]),
-                "count": np.concatenate([np.ones(len(plain), dtype=np.int64), counts]),
+                "key": pl.concat([spans.filter(fast), rest]).hash(seed=0),
+                "first": len(self.tokens) + np.cumsum(counts) - counts,
+                "count": counts,
             }
         )
         self.known = pl.concat([self.known, new])
-        self.tokens = pl.concat([self.tokens, plain.rename("w"), rest_tokens.rename("w")])
+        self.tokens = pl.concat([self.tokens, fast_tokens.explode().rename("w"), rest_tokens.rename("w")])
 
     def split(self, texts: pl.Series, doc_ids: np.ndarray) -> pl.DataFrame:
         """``(doc, w)`` rows in text order for ``texts`` (document ids ``doc_ids``)."""
@@ -146,14 +185,35 @@ class SpacySplitter:
         return pl.DataFrame({"doc": found["doc"].gather(occurrence), "w": self.tokens.gather(token_index)})
 
 
-#: spans of plain letters (ASCII and Latin-1), whole for spaCy unless an affix rule matches letters
-_PLAIN_WORD = r"^[A-Za-zÀ-ÖØ-öø-ÿ]+$"
+#: letters whose plain runs spaCy keeps whole unless an affix rule of the language matches letters
+_LETTERS = "".join(c for c in map(chr, [*range(65, 91), *range(97, 123), *range(0xC0, 0x100)]) if c.isalpha())
+#: characters that commonly stand before or after a word
+_AFFIX_CHARACTERS = ",.;:!?)]}([{\"'“”‘’«»„—–…/%$#*+=<>|~^_`&@-"
+
+
+@dataclass
+class _AffixRules:
+    """The (character, neighbouring letter) pairs that a language's prefix and suffix rules split off alone."""
+
+    pattern: str
+    prefixes: pl.Series  # "(" + first letter of the word
+    suffixes: pl.Series  # last letter of the word + ","
+
+    @classmethod
+    def verify(cls, splitter: SpacySplitter) -> _AffixRules:
+        bodies = ("", "ab", "xY", "ab)", "ab,")
+        prefixes = [c + letter for c in _AFFIX_CHARACTERS for letter in _LETTERS
+                    if all(splitter._splits_one_char(c + letter + body, True) for body in bodies)]
+        suffixes = [letter + c for c in _AFFIX_CHARACTERS for letter in _LETTERS
+                    if all(splitter._splits_one_char(body.strip("),") + letter + c, False) for body in bodies)]
+        characters = "".join(f"\\x{{{ord(c):x}}}" for c in _AFFIX_CHARACTERS)
+        pattern = f"^([{characters}]?)([{_LETTERS}]+)([{characters}]?)$"
+        return cls(pattern, pl.Series(prefixes, dtype=pl.String).implode(), pl.Series(suffixes, dtype=pl.String).implode())
 
 
 def _plain_probes() -> list[str]:
     """Letter strings that would trip any affix rule of a language that matches plain letters."""
-    letters = [chr(c) for c in [*range(65, 91), *range(97, 123), *range(0xC0, 0x100)] if chr(c).isalpha()]
-    letters = [c for c in letters if c not in "×÷"]
+    letters = list(_LETTERS)
     rng = np.random.default_rng(0)
     longer = ["".join(rng.choice(letters, size=n)) for n in (3, 4, 5, 6, 8) for _ in range(400)]
     return letters + [a + b for a in letters for b in letters] + longer
