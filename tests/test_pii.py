@@ -188,6 +188,25 @@ def test_same_spans_as_datatrove_on_real_text(real_documents):
     assert output.counters["docs_touched"] == sum(a != b for a, b in zip(texts, ours, strict=True))
 
 
+def test_same_spans_as_datatrove_on_random_strings():
+    """20,000 short strings built from the pieces the regexes and word boundaries care about."""
+    if not bench_pii.BENCH_PYTHON.exists():
+        pytest.skip(f"datatrove's environment {bench_pii.BENCH_PYTHON} is not installed")
+    pieces = [*"ab1290.@-_!#%+[]: ", "é", "\u0301", "²", "‿", "联", "：", "ü", "\u200d", "Ⓐ", "½"]
+    pieces += ["25", "255.", "1.", "8.8.", "10.", "x@y.com", "@[1.2.3.4]"]
+    rng = np.random.default_rng(5)
+    texts = ["".join(rng.choice(pieces, size=rng.integers(1, 60))) for _ in range(20_000)]
+    theirs = bench_pii.run_datatrove(texts)
+    assert sum(theirs["emails"]) > 5_000 and sum(theirs["ips"]) > 5_000
+    output = PiiStage(PiiParams(mode="both")).process(
+        pa.record_batch({"id": [str(i) for i in range(len(texts))], "text": texts}), Columns()
+    )
+    ours = output.kept.column("text").to_pylist()
+    assert [normalise(t) for t in ours] == [normalise(t) for t in theirs["texts"]]
+    assert output.kept.column("pii_emails").to_pylist() == theirs["emails"]
+    assert output.kept.column("pii_ips").to_pylist() == theirs["ips"]
+
+
 # -- the command ---------------------------------------------------------------------------------------
 def run(*args) -> None:
     result = CliRunner().invoke(app, [str(a) for a in args])
