@@ -233,7 +233,7 @@ def test_language_codes_are_normalised():
         "en", "en", "en", "de", "zh", "und", "und",
     ]  # fmt: skip
     config = QualityConfig()
-    assert config.settings("de").gopher_quality["max_avg_word_length"] == 12
+    assert config.settings("de").gopher_quality["max_avg_word_length"] == 15  # FineWeb2 deu_Latn
     assert config.settings("und").gopher_quality["min_stop_words"] is None
     assert "der" in config.settings("de").stop_words
 

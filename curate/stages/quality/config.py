@@ -29,10 +29,15 @@ FILTER_SECTIONS = {
 _NGRAM_KEYS = ("max_top_ngram_char_frac", "max_dup_ngram_char_frac")
 _USER_ONLY_KEYS = ("languages", "fallback")
 
-# ISO 639-3 / GlotLID codes of languages with shipped settings, to the two-letter code used for the files
+# ISO 639-3 / GlotLID codes (and lid.176's `no`) of languages with shipped settings, to the file's code
 _THREE_TO_TWO = {
     "eng": "en", "deu": "de", "ger": "de", "fra": "fr", "fre": "fr", "spa": "es", "rus": "ru",
-    "zho": "zh", "cmn": "zh", "chi": "zh", "yue": "zh", "jpn": "ja",
+    "zho": "zh", "cmn": "zh", "chi": "zh", "yue": "zh", "jpn": "ja", "ita": "it", "por": "pt", "pol": "pl",
+    "nld": "nl", "ind": "id", "tur": "tr", "ces": "cs", "vie": "vi", "fas": "fa", "pes": "fa", "arb": "ar",
+    "ara": "ar", "hun": "hu", "swe": "sv", "ron": "ro", "ell": "el", "ukr": "uk", "dan": "da", "nob": "nb",
+    "no": "nb", "fin": "fi", "bul": "bg", "slk": "sk", "heb": "he", "hin": "hi", "cat": "ca", "hrv": "hr",
+    "lit": "lt", "slv": "sl", "ekk": "et", "est": "et", "lvs": "lv", "lav": "lv", "zsm": "ms", "msa": "ms",
+    "mkd": "mk", "isl": "is",
 }  # fmt: skip
 
 
