@@ -259,15 +259,20 @@ def emit_slurm(recipe: Recipe, directory: str | Path, tasks: int, inputs: list[s
     (``sbatch --array=3,7``) still gives each task its own units."""
     if tasks < 1:
         raise UsageError("--tasks must be ≥ 1")
+    for option in sbatch_options:
+        if "\n" in option or "\r" in option:
+            raise UsageError(f"--sbatch-option {option!r}: one option per flag, without line breaks")
     directory = Path(directory).resolve()
     (directory / "logs").mkdir(parents=True, exist_ok=True)
+    recipe_name = _one_line(recipe.path.name)
     scripts = []
     for step in recipe.stages:
         for key, pass_name, array, _output in _pieces(step):
             extra = ["--stage", str(step.index + 1), "--quiet"]
             if pass_name:
                 extra += ["--pass", pass_name]
-            header = [f"#SBATCH --job-name=curate-{key}", f"#SBATCH --output={directory}/logs/{key}-%A_%a.log"]
+            log = shlex.quote(f"{directory}/logs/{key}-%A_%a.log")
+            header = [f"#SBATCH --job-name=curate-{key}", f"#SBATCH --output={log}"]
             if array:
                 header.append(f"#SBATCH --array=0-{tasks - 1}")
                 extra += ["--num-shards", str(tasks)]
@@ -278,7 +283,7 @@ def emit_slurm(recipe: Recipe, directory: str | Path, tasks: int, inputs: list[s
             what = f"array pass: unit i is done by task i % {tasks}" if array else "one task"
             body = [
                 "#!/bin/bash", *header,
-                f"# curate recipe {recipe.path.name}, step {step.index + 1} ({step.name}"
+                f"# curate recipe {recipe_name}, step {step.index + 1} ({step.name}"
                 + (f", pass {pass_name}" if pass_name else "") + f"): {what}.",
                 "# Rerunning a task resumes it; `curate status WORK_DIR` lists what is missing.",
                 "set -euo pipefail", f"cd {shlex.quote(os.getcwd())}", f"exec {command}", "",
@@ -286,15 +291,22 @@ def emit_slurm(recipe: Recipe, directory: str | Path, tasks: int, inputs: list[s
             path = directory / f"{key}.sbatch"
             write_text(path, "\n".join(body))
             scripts.append(path)
-    submit = ["#!/bin/bash", f"# Submits the {len(scripts)} jobs of {recipe.path.name}, each after the previous "
+    # every path and name is shell-quoted: a directory called `w$(cmd)` stays a name, never a command
+    follow = shlex.join(["curate", "status", str(recipe.work_dir.resolve())])
+    submit = ["#!/bin/bash", f"# Submits the {len(scripts)} jobs of {recipe_name}, each after the previous "
               "one succeeded.", "set -euo pipefail", 'dir="$(cd "$(dirname "$0")" && pwd)"', 'dependency=""']
     for path in scripts:
-        submit += [f'jid=$(sbatch --parsable $dependency "$dir/{path.name}")', 'jid="${jid%%;*}"',
-                   'dependency="--dependency=afterok:$jid"', f'echo "{path.stem}: job $jid"']
-    submit += [f'echo "follow with: curate status {recipe.work_dir.resolve()}"', ""]
+        submit += [f'jid=$(sbatch --parsable $dependency "$dir"/{shlex.quote(path.name)})', 'jid="${jid%%;*}"',
+                   'dependency="--dependency=afterok:$jid"', f'echo {shlex.quote(path.stem + ": job")} "$jid"']
+    submit += [f"echo {shlex.quote('follow with: ' + follow)}", ""]
     write_text(directory / "submit.sh", "\n".join(submit))
     record_pipeline(recipe, inputs, {"dir": str(directory), "tasks": tasks})
     return [*scripts, directory / "submit.sh"]
+
+
+def _one_line(text: str) -> str:
+    """A name fit for a script comment: line breaks would end the comment."""
+    return " ".join(text.splitlines())
 
 
 def write_text(path: Path, text: str) -> None:

@@ -105,7 +105,7 @@ def test_slurm_tasks_in_shuffled_order_with_a_failure_match_a_single_run(small_c
                     "--sbatch-option=--partition=cpu")
     assert result.exit_code == 0, result.output
     submit = (slurm / "submit.sh").read_text()
-    scripts = [slurm / name for name in re.findall(r'"\$dir/([^"]+)"', submit)]  # in submission order
+    scripts = [slurm / name for name in re.findall(r'"\$dir"/([^)\s]+)\)', submit)]  # in submission order
     assert sorted(scripts) == sorted(slurm.glob("*.sbatch"))
     assert [s.stem for s in scripts] == [
         "01-langid", "02-quality", "03-dedup-minhash.signatures", "03-dedup-minhash.cluster",
@@ -211,3 +211,34 @@ def test_ray_executor_gives_the_local_output(small_corpus, tmp_path):
     summaries = json.loads(ray.output.strip().splitlines()[-1])
     assert summaries[0]["units_processed"] == 6 and summaries[0]["complete"]
     assert checksums(tmp_path / "ray") == checksums(tmp_path / "local")
+
+
+def test_emitted_scripts_run_nothing_hidden_in_paths(small_corpus, tmp_path, monkeypatch):
+    """Paths with shell syntax (a work dir named ``w$(touch PWNED)``) stay data in submit.sh and every sbatch
+    script: running them with a stub sbatch creates no PWNED file anywhere."""
+    hostile = "$(touch PWNED)`touch PWNED`"
+    root = tmp_path / f"d{hostile}"
+    root.mkdir()
+    recipe = root / f"r{hostile}.yaml"
+    recipe.write_text(f"inputs: [{small_corpus}]\nio: {{max_rows_per_shard: 600}}\nstages:\n  - langid: {{}}\n")
+    work, slurm = root / f"w{hostile}", root / f"s{hostile}"
+    monkeypatch.chdir(root)
+    result = invoke("run", str(recipe), "--work-dir", str(work), "--emit-slurm", str(slurm), "--tasks", "1")
+    assert result.exit_code == 0, result.output
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "sbatch").write_text("#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/calls\"\necho '4242;cluster'\n")
+    (stubs / "sbatch").chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}"}
+    submitted = subprocess.run(["bash", str(slurm / "submit.sh")], cwd=root, env=env, capture_output=True,
+                               text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    assert shlex.quote(str(work.resolve())) in submitted.stdout and "01-langid: job 4242" in submitted.stdout
+    assert str(slurm.resolve() / "01-langid.sbatch") in (stubs / "calls").read_text()
+    assert not list(tmp_path.rglob("PWNED"))
+    for script in sorted(slurm.glob("*.sbatch")):
+        ran = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env={**env, "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "1"})
+        assert ran.returncode == 0, (script.name, ran.stderr)
+        assert not list(tmp_path.rglob("PWNED")), script.name
+    assert (work / "01-langid" / "_manifest.json").exists()
