@@ -168,12 +168,40 @@ def from_mapping(cls: type, values: dict[str, Any], where: str = "config") -> An
     return cls(**kwargs)
 
 
-def load_mapping(path: str | Path, what: str, loader: type = yaml.SafeLoader) -> dict[str, Any]:
-    """A YAML (or JSON) file whose top level is a mapping, or a UsageError that names ``what`` and the file."""
+class RefuseAliases:
+    """Loader mixin: a YAML alias (``*name``) is an error.
+
+    An alias repeats a node by reference, so a few lines of nested aliases stand for billions of values once
+    anything walks them (a "billion laughs" bomb). curate's files never need them: write values out.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):  # type: ignore[attr-defined]
+            mark = self.peek_event().start_mark  # type: ignore[attr-defined]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed: write the value out",
+                                              mark)
+        return super().compose_node(parent, index)  # type: ignore[misc]
+
+
+class StrictLoader(RefuseAliases, yaml.SafeLoader):
+    """The loader for every YAML file a user hands to curate: safe tags only, no aliases."""
+
+
+def load_mapping(path: str | Path, what: str, loader: type = StrictLoader) -> dict[str, Any]:
+    """A YAML (or JSON) file whose top level is a mapping, or a UsageError that names ``what`` and the file.
+
+    Aliases are refused whatever ``loader`` is given (see :class:`RefuseAliases`).
+    """
+    if not issubclass(loader, RefuseAliases):
+        loader = type(loader.__name__, (RefuseAliases, loader), {})
     try:
         data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    except yaml.MarkedYAMLError as exc:  # one line naming where, not the excerpt PyYAML draws
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UsageError(f"{what} {path}{where}: not valid YAML ({exc.problem or exc.context})") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{what} {path}: not valid YAML ({exc})") from None
     if data is None:

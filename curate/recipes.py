@@ -37,7 +37,7 @@ from curate.cli.common import RECIPE_STAGES, RecipeStage
 from curate.io.errors import UsageError
 from curate.io.options import IOOptions
 from curate.io.storage import is_remote, require_local, work_dir_beside
-from curate.params import digest, fingerprint, from_mapping, load_mapping
+from curate.params import StrictLoader, digest, fingerprint, from_mapping, load_mapping
 
 _TOP_KEYS = {"inputs", "work_dir", "io", "stages", "name", "description"}
 # stages that are one run of the shared map runner: any number of array tasks may share them
@@ -48,8 +48,8 @@ STEPS_DIR = "_steps"
 REQUIRED = inspect.Parameter.empty
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Safe loader that remembers the line of every mapping, so errors can name it."""
+class _LineLoader(StrictLoader):
+    """Safe loader (no aliases) that remembers the line of every mapping, so errors can name it."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
