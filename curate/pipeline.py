@@ -30,7 +30,15 @@ from typing import Any
 
 from curate.io.errors import UsageError
 from curate.io.output import MANIFEST, PLAN, PROGRESS_DIR, write_json_atomic
-from curate.recipes import PIPELINE_FILE, PlannedStage, PlannedTool, Recipe, Step, load_recipe
+from curate.recipes import (
+    PIPELINE_FILE,
+    PlannedStage,
+    PlannedTool,
+    Recipe,
+    Step,
+    holds_no_documents,
+    load_recipe,
+)
 
 TASKS_DIR = "_tasks"
 
@@ -171,7 +179,10 @@ def _finished_units(step: Step, pass_name: str, output: Path, row: PieceStatus, 
     """Set ``row.units`` (None while the pass has no plan yet) and return the finished unit indices."""
     if isinstance(step, PlannedTool):
         row.units = 1
-        return {0} if step.done() else set()
+        return {0} if step.done() or holds_no_documents(step) else set()
+    if _passed_through_empty(step):  # every pass is complete: there was nothing to do
+        row.units = 0
+        return set()
     manifest, plan_path = output / MANIFEST, output / PLAN
     if pass_name == "cluster":  # its units are the tasks, each leaving an edges file
         if not plan_path.exists():
@@ -190,6 +201,11 @@ def _finished_units(step: Step, pass_name: str, output: Path, row: PieceStatus, 
     row.units = len(json.loads(plan_path.read_text())["units"])
     progress = output / PROGRESS_DIR
     return {int(p.stem.split("-")[1]) for p in progress.glob("unit-*.json")} if progress.exists() else set()
+
+
+def _passed_through_empty(step: PlannedStage) -> bool:
+    manifest = Path(step.io.output) / MANIFEST
+    return manifest.exists() and bool(json.loads(manifest.read_text()).get("empty_input"))
 
 
 def _planned_units(step: Step, outputs: set[str]) -> int | None:

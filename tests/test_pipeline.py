@@ -242,3 +242,30 @@ def test_emitted_scripts_run_nothing_hidden_in_paths(small_corpus, tmp_path, mon
         assert ran.returncode == 0, (script.name, ran.stderr)
         assert not list(tmp_path.rglob("PWNED")), script.name
     assert (work / "01-langid" / "_manifest.json").exists()
+
+
+def test_a_stage_that_keeps_nothing_passes_through_as_empty(small_corpus, tmp_path):
+    """langid keeps a language absent from the input: every later step passes the empty data through with a
+    warning (no exit 3 on curate's own output), `curate status` says complete, and a rerun is a no-op."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"inputs: [{small_corpus}]\nio: {{max_rows_per_shard: 600}}\nstages:\n"
+                      "  - langid: {keep: [zu]}\n  - quality: {}\n"
+                      "  - langid-calibrate: {output: '${work_dir}/thresholds.yaml'}\n"
+                      "  - dedup-minhash: {}\n  - dedup-rehydrate: {}\n")
+    work = tmp_path / "w"
+    command = [sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(work), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summaries = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [s["docs_out"] for s in summaries if "docs_out" in s] == [0, 0, 0, 0]
+    for key in ("02-quality", "03-langid-calibrate", "04-dedup-minhash", "05-dedup-rehydrate"):
+        assert f"warning: {key}: its input holds no documents" in result.stderr, key
+    for key in ("01-langid", "02-quality", "04-dedup-minhash", "05-dedup-rehydrate"):
+        manifest = json.loads((work / key / "_manifest.json").read_text())
+        assert manifest["rows"] == 0, key
+    assert not (work / "thresholds.yaml").exists()
+    status = invoke("status", str(work))
+    assert status.exit_code == 0 and "all complete" in status.output, status.output
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert {name.split("/")[0] for name in checksums(work)} == {"01-langid"}  # empty steps write no shard
