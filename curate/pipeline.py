@@ -89,7 +89,7 @@ def record_pipeline(recipe: Recipe, inputs: list[str] | None, slurm: dict | None
     """``WORK/_pipeline.json``: which recipe (and --input) made this work dir, for `curate status`."""
     path = recipe.work_dir / PIPELINE_FILE
     existing = json.loads(path.read_text()) if path.exists() else {}
-    record = {**existing, "recipe": str(recipe.path.resolve()), "inputs": inputs}
+    record = {**existing, "recipe": _absolute(recipe.path), "inputs": inputs}
     if slurm is not None:
         record["slurm"] = slurm
     if record != existing:
@@ -102,6 +102,12 @@ def load_pipeline(work_dir: str | Path) -> tuple[Recipe, dict]:
         raise UsageError(f"{work_dir}: no {PIPELINE_FILE} (not a work dir of `curate run`, or nothing ran yet)")
     record = json.loads(path.read_text())
     return load_recipe(record["recipe"], str(work_dir), {"quiet": True}, inputs=record.get("inputs")), record
+
+
+def _absolute(path: Path) -> str:
+    """An absolute path that keeps symbolic links (``recipes/demo.yaml`` links into the package): a recipe's
+    relative inputs and ``${recipe_dir}`` are read from the folder it was named in."""
+    return os.path.abspath(path)
 
 
 # -- status -------------------------------------------------------------------------------------------------
@@ -259,7 +265,7 @@ def array_ranges(indices: list[int]) -> str:
 
 def curate_command(recipe: Recipe, inputs: list[str] | None, *extra: str) -> list[str]:
     """The `curate run` invocation of this recipe and work dir (absolute paths: it runs anywhere)."""
-    command = [sys.executable, "-m", "curate", "run", str(recipe.path.resolve()),
+    command = [sys.executable, "-m", "curate", "run", _absolute(recipe.path),
                "--work-dir", str(recipe.work_dir.resolve())]
     for path in inputs or []:
         command += ["--input", str(Path(path).resolve())]
