@@ -79,6 +79,45 @@ def test_missing_sections_are_skipped(tmp_path: Path, run_dir: Path) -> None:
     assert result.exit_code == 2 and "not a directory" in result.output
 
 
+def _overview_rows(html: str) -> dict[str, list[str]]:
+    """The funnel table: output name → its other cells (as text)."""
+    table = re.search(r"<h2 id='funnel'>Funnel</h2><table>(.*?)</table>", html, re.S).group(1)
+    rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)]
+    return {row[0]: row[1:] for row in rows[1:]}
+
+
+def test_one_stage_output_gives_a_one_stage_report(run_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(run_dir / "01-langid"), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "r.html").read_text()
+    assert "1 stage outputs" in html and list(_overview_rows(html)) == ["01-langid"]
+    assert {"funnel", "removed-01-langid", "languages", "lengths"} <= set(_figures(html))
+
+
+def test_branches_are_drawn_as_siblings_of_the_stage_they_read(run_dir: Path, tmp_path: Path) -> None:
+    """Three outputs made from 03-mix (a pack, a Megatron pack, a --compare) read as three branches of 03-mix,
+    not as a chain; the comparison, which writes no documents, shows no document count."""
+    branched = tmp_path / "run"
+    branched.mkdir()
+    for stage in ("sample", "01-langid", "02-dedup", "03-mix", "04-pack"):
+        (branched / stage).symlink_to(run_dir / stage)
+    tokenizer = str(run_dir / "tokenizer.json")
+    _curate("pack", str(run_dir / "03-mix"), "-o", str(branched / "04-pack-meg"), "--tokenizer", tokenizer,
+            "--strategy", "concat", "--format", "megatron")
+    _curate("pack", str(run_dir / "03-mix"), "-o", str(branched / "04-cmp"), "--tokenizer", tokenizer, "--compare")
+    html = build_report(branched)
+    rows = _overview_rows(html)
+    assert list(rows) == ["sample", "01-langid", "02-dedup", "03-mix", "04-cmp", "04-pack", "04-pack-meg"]
+    reads = {name: cells[0] for name, cells in rows.items()}
+    assert reads == {"sample": "input", "01-langid": "sample", "02-dedup": "01-langid", "03-mix": "02-dedup",
+                     "04-cmp": "03-mix", "04-pack": "03-mix", "04-pack-meg": "03-mix"}
+    assert rows["04-cmp"][3] == "–"  # docs out: none written
+    funnel = _figures(html)["funnel"]
+    assert "04-cmp (pack)" not in funnel and ": 0 docs" not in funnel
+    assert "04-pack (pack) ← 03-mix" in funnel and "04-pack-meg (pack) ← 03-mix" in funnel
+    assert "02-dedup (dedup-minhash) ←" not in funnel  # a chain reads on without arrows
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.html"
