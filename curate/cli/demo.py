@@ -49,7 +49,13 @@ def _language_table(by_lang: dict) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("sample", help="Write the embedded sample corpus (generated, no network) as Parquet.")
+    @app.command(
+        "sample",
+        help="Write the embedded sample corpus (generated, no network) as Parquet: several languages, web "
+        "boilerplate and junk, near-duplicates, short and long documents, a `source` column of domains.",
+        epilog="Examples:\n\n\b\n  curate sample -o sample --docs 5000 --seed 1\n"
+        "  curate sample -o sample && curate langid sample -o out/langid",
+    )
     def sample_command(
         output: str = typer.Option(..., "-o", "--output", help="Output directory (or s3://… prefix)."),
         docs: int = typer.Option(2_000, help="Number of documents."),
