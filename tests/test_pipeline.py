@@ -282,8 +282,20 @@ def test_sigkill_after_n_units_leaves_clean_state_and_rerun_gives_identical_shar
                      "pool workers need PR_SET_PDEATHSIG or a parent watchdog)")
 
 
-def test_ray_executor_gives_the_local_output(small_corpus, tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed (optional extra: pip install 'curate[ray]')")
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for every Ray test of the session (starting one costs seconds and memory);
+    RayExecutor joins it. Other test modules import this fixture."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (optional extra: pip install 'curate[ray]')")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_ray_executor_gives_the_local_output(small_corpus, tmp_path, ray_session):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"inputs: [{small_corpus}]\nio: {{max_rows_per_shard: 300}}\nstages:\n"
                       "  - langid: {}\n  - dedup-minhash: {}\n")
