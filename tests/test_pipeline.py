@@ -58,7 +58,7 @@ def test_every_shipped_recipe_loads_and_dry_runs(recipe, tmp_path):
     assert all(row["status"] != "done" for row in plan)
 
 
-def test_shipped_recipes_cover_the_issue():
+def test_shipped_recipes_cover_the_documented_pipelines():
     names = {p.stem for p in SHIPPED}
     assert {"demo", "fineweb-en", "multilingual", "regmix"} <= names
     demo = [s.name for s in load_recipe(REPO / "recipes" / "demo.yaml").stages]
