@@ -152,16 +152,17 @@ def _cli_env(endpoint: str) -> dict:
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(s3_endpoint, remote_corpus, tmp_path):
     """A real process killed with SIGKILL while it writes to S3; the rerun skips what finished."""
     source, out = remote_corpus
-    command = [str(Path(sys.executable).with_name("curate")), "langid", source, "-o", out, "--max-rows-per-shard", "60",
+    command = [str(Path(sys.executable).with_name("curate")), "langid", source, "-o", out, "--max-rows-per-shard", "30",
                "--batch-size", "20", "--quiet", "--json"]
     env = _cli_env(s3_endpoint)  # endpoint from the environment, as AWS tools read it
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     prefix = out.removeprefix("s3://") + "/_progress"
-    fs, deadline = _fs(s3_endpoint), time.time() + 120
-    while time.time() < deadline and process.poll() is None and len(fs.find(prefix)) < 3:
+    fs, deadline = _fs(s3_endpoint), time.monotonic() + 120
+    while process.poll() is None and len(fs.find(prefix)) < 3:  # an observable point: 3 finished units
+        assert time.monotonic() < deadline, "no 3 progress records after 120 s"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert "_manifest.json" not in _keys(s3_endpoint, out)
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
