@@ -80,12 +80,16 @@ def test_yaml_alias_bomb_is_refused_fast_with_bounded_memory(tmp_path, where):
     assert int(peak_kib) < 1_000_000
 
 
-def test_alias_refused_in_every_mapping_file(tmp_path):
+def test_mapping_files_share_blocks_but_refuse_alias_bombs(tmp_path):
     from curate.params import load_mapping
 
     path = tmp_path / "t.yaml"
-    path.write_text("en: &t 0.5\nde: *t\n")
-    with pytest.raises(UsageError, match=r"--thresholds .*t.yaml, line 2, column 5: not valid YAML \(aliases"):
+    path.write_text("zh: &cjk {c4: {min_words: null}}\nja: *cjk\n")  # sharing a block is fine
+    assert load_mapping(path, "--config") == {"zh": {"c4": {"min_words": None}}, "ja": {"c4": {"min_words": None}}}
+    path.write_text(f"en: 0.5\nbomb: {_alias_bomb()}\n")
+    with pytest.raises(UsageError, match=r"--thresholds .*t.yaml, line 1, column 1: not valid YAML \(aliases "
+                                         r"expand to more than 100,000 values"):
         load_mapping(path, "--thresholds")
-    path.write_text("en: &t 0.5\nde: 0.4\n")  # an anchor alone expands nothing
-    assert load_mapping(path, "--thresholds") == {"en": 0.5, "de": 0.4}
+    path.write_text("a: &loop [1, *loop]\n")
+    with pytest.raises(UsageError, match=r"recursive alias"):
+        load_mapping(path, "--thresholds")

@@ -123,6 +123,10 @@ def test_bad_rules_are_usage_errors(flawed: Path, args: list[str]) -> None:
     assert "curate validate: error:" in result.output
 
 
+_ALIAS_BOMB = "[&a0 [x, x, x, x, x, x, x, x, x], " + ", ".join(
+    f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]" for level in range(1, 9)) + "]"
+
+
 def test_unreadable_input_exits_3_naming_the_file(tmp_path: Path) -> None:
     """Bad input is exit 3 as for every command (README's exit codes); 2 stays for usage errors, 1 for rules."""
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
@@ -132,7 +136,7 @@ def test_unreadable_input_exits_3_naming_the_file(tmp_path: Path) -> None:
         result = _run(str(tmp_path / name))
         assert result.exit_code == 3, (name, result.output)
         assert name in result.output and "Traceback" not in result.output
-    (tmp_path / "rules.yaml").write_text("min_rows: &n 1\nmax_rows: *n\n")
+    (tmp_path / "rules.yaml").write_text("languages: " + _ALIAS_BOMB + "\n")  # refused before anything walks it
     assert _run(str(tmp_path / "untexted.parquet"), "--rules", str(tmp_path / "rules.yaml")).exit_code == 2
 
 
