@@ -293,7 +293,7 @@ def emit_slurm(recipe: Recipe, directory: str | Path, tasks: int, inputs: list[s
             extra = ["--stage", str(step.index + 1), "--quiet"]
             if pass_name:
                 extra += ["--pass", pass_name]
-            log = shlex.quote(f"{directory}/logs/{key}-%A_%a.log")
+            log = _sbatch_value(f"{directory}/logs/{key}-%A_%a.log")
             header = [f"#SBATCH --job-name=curate-{key}", f"#SBATCH --output={log}"]
             if array:
                 header.append(f"#SBATCH --array=0-{tasks - 1}")
@@ -324,6 +324,15 @@ def emit_slurm(recipe: Recipe, directory: str | Path, tasks: int, inputs: list[s
     write_text(directory / "submit.sh", "\n".join(submit))
     record_pipeline(recipe, inputs, {"dir": str(directory), "tasks": tasks})
     return [*scripts, directory / "submit.sh"]
+
+
+def _sbatch_value(text: str) -> str:
+    """A value for an ``#SBATCH`` line: sbatch splits on white space and strips quotes (it expands nothing)."""
+    if not any(c.isspace() or c in "'\"" for c in text):
+        return text
+    if '"' in text or "\n" in text:
+        raise UsageError(f"--emit-slurm {text}: a folder name with both spaces and quotes cannot be an #SBATCH value")
+    return f'"{text}"'
 
 
 def _one_line(text: str) -> str:

@@ -333,6 +333,8 @@ def test_emitted_scripts_run_nothing_hidden_in_paths(small_corpus, tmp_path, mon
     assert str(slurm.resolve() / "01-langid.sbatch") in (stubs / "calls").read_text()
     assert not list(tmp_path.rglob("PWNED"))
     for script in sorted(slurm.glob("*.sbatch")):
+        log = next(line for line in script.read_text().splitlines() if line.startswith("#SBATCH --output="))
+        assert log.split("=", 1)[1] == f'"{slurm.resolve()}/logs/{script.stem}-%A_%a.log"'  # sbatch strips quotes
         ran = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                              env={**env, "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "1"})
         assert ran.returncode == 0, (script.name, ran.stderr)
