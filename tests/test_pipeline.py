@@ -340,6 +340,9 @@ def test_emitted_scripts_run_nothing_hidden_in_paths(small_corpus, tmp_path, mon
         assert ran.returncode == 0, (script.name, ran.stderr)
         assert not list(tmp_path.rglob("PWNED")), script.name
     assert (work / "01-langid" / "_manifest.json").exists()
+    smuggled = invoke("run", str(recipe), "--work-dir", str(work), "--emit-slurm", str(slurm), "--tasks", "1",
+                      "--sbatch-option=--partition=cpu\ntouch PWNED")  # a line break would start a command
+    assert smuggled.exit_code == 2 and "without line breaks" in smuggled.output
 
 
 def test_a_stage_that_keeps_nothing_passes_through_as_empty(small_corpus, tmp_path):
