@@ -168,12 +168,72 @@ def from_mapping(cls: type, values: dict[str, Any], where: str = "config") -> An
     return cls(**kwargs)
 
 
-def load_mapping(path: str | Path, what: str, loader: type = yaml.SafeLoader) -> dict[str, Any]:
-    """A YAML (or JSON) file whose top level is a mapping, or a UsageError that names ``what`` and the file."""
+ALIAS_EXPANSION_LIMIT = 100_000  # values that aliases may add once expanded; a file's own values are free
+
+
+class BoundedAliases:
+    """Loader mixin: refuses a document whose aliases (``*name``) expand to too many values.
+
+    An alias repeats a node by reference, so a few lines of nested aliases stand for billions of values once
+    anything walks them (a "billion laughs" bomb). Sharing a block (``ja: *no_spaces``) stays fine: the
+    expanded size is counted on the composed node graph, before anything is built, in time linear in the file.
+    """
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()  # type: ignore[misc]
+        if node is not None:
+            sizes: dict[int, int] = {}
+            added = _expanded_size(node, sizes, set()) - len(sizes)
+            if added > ALIAS_EXPANSION_LIMIT:
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases expand to more than {ALIAS_EXPANSION_LIMIT:,} values beyond the file's "
+                    "own (an alias bomb?): write the values out", node.start_mark)
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Values under ``node`` with every alias expanded (memoised per node, so aliases cost nothing here)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:  # an alias to its own ancestor: endless once expanded
+        raise yaml.composer.ComposerError(None, None, "a recursive alias (it contains itself)", node.start_mark)
+    open_nodes.add(key)
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_nodes)
+        if total > 10 * ALIAS_EXPANSION_LIMIT:  # already far too big: stop counting
+            break
+    open_nodes.discard(key)
+    sizes[key] = total
+    return total
+
+
+class StrictLoader(BoundedAliases, yaml.SafeLoader):
+    """The loader for every YAML file a user hands to curate: safe tags only, bounded alias expansion."""
+
+
+def load_mapping(path: str | Path, what: str, loader: type = StrictLoader) -> dict[str, Any]:
+    """A YAML (or JSON) file whose top level is a mapping, or a UsageError that names ``what`` and the file.
+
+    Alias expansion is bounded whatever ``loader`` is given (see :class:`BoundedAliases`).
+    """
+    if not issubclass(loader, BoundedAliases):
+        loader = type(loader.__name__, (BoundedAliases, loader), {})
     try:
         data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    except yaml.MarkedYAMLError as exc:  # one line naming where, not the excerpt PyYAML draws
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UsageError(f"{what} {path}{where}: not valid YAML ({exc.problem or exc.context})") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{what} {path}: not valid YAML ({exc})") from None
     if data is None:

@@ -30,7 +30,15 @@ from typing import Any
 
 from curate.io.errors import UsageError
 from curate.io.output import MANIFEST, PLAN, PROGRESS_DIR, write_json_atomic
-from curate.recipes import PIPELINE_FILE, PlannedStage, PlannedTool, Recipe, Step, load_recipe
+from curate.recipes import (
+    PIPELINE_FILE,
+    PlannedStage,
+    PlannedTool,
+    Recipe,
+    Step,
+    holds_no_documents,
+    load_recipe,
+)
 
 TASKS_DIR = "_tasks"
 
@@ -81,7 +89,7 @@ def record_pipeline(recipe: Recipe, inputs: list[str] | None, slurm: dict | None
     """``WORK/_pipeline.json``: which recipe (and --input) made this work dir, for `curate status`."""
     path = recipe.work_dir / PIPELINE_FILE
     existing = json.loads(path.read_text()) if path.exists() else {}
-    record = {**existing, "recipe": str(recipe.path.resolve()), "inputs": inputs}
+    record = {**existing, "recipe": _absolute(recipe.path), "inputs": inputs}
     if slurm is not None:
         record["slurm"] = slurm
     if record != existing:
@@ -94,6 +102,12 @@ def load_pipeline(work_dir: str | Path) -> tuple[Recipe, dict]:
         raise UsageError(f"{work_dir}: no {PIPELINE_FILE} (not a work dir of `curate run`, or nothing ran yet)")
     record = json.loads(path.read_text())
     return load_recipe(record["recipe"], str(work_dir), {"quiet": True}, inputs=record.get("inputs")), record
+
+
+def _absolute(path: Path) -> str:
+    """An absolute path that keeps symbolic links (``recipes/demo.yaml`` links into the package): a recipe's
+    relative inputs and ``${recipe_dir}`` are read from the folder it was named in."""
+    return os.path.abspath(path)
 
 
 # -- status -------------------------------------------------------------------------------------------------
@@ -171,7 +185,10 @@ def _finished_units(step: Step, pass_name: str, output: Path, row: PieceStatus, 
     """Set ``row.units`` (None while the pass has no plan yet) and return the finished unit indices."""
     if isinstance(step, PlannedTool):
         row.units = 1
-        return {0} if step.done() else set()
+        return {0} if step.done() or holds_no_documents(step) else set()
+    if _passed_through_empty(step):  # every pass is complete: there was nothing to do
+        row.units = 0
+        return set()
     manifest, plan_path = output / MANIFEST, output / PLAN
     if pass_name == "cluster":  # its units are the tasks, each leaving an edges file
         if not plan_path.exists():
@@ -190,6 +207,11 @@ def _finished_units(step: Step, pass_name: str, output: Path, row: PieceStatus, 
     row.units = len(json.loads(plan_path.read_text())["units"])
     progress = output / PROGRESS_DIR
     return {int(p.stem.split("-")[1]) for p in progress.glob("unit-*.json")} if progress.exists() else set()
+
+
+def _passed_through_empty(step: PlannedStage) -> bool:
+    manifest = Path(step.io.output) / MANIFEST
+    return manifest.exists() and bool(json.loads(manifest.read_text()).get("empty_input"))
 
 
 def _planned_units(step: Step, outputs: set[str]) -> int | None:
@@ -243,7 +265,7 @@ def array_ranges(indices: list[int]) -> str:
 
 def curate_command(recipe: Recipe, inputs: list[str] | None, *extra: str) -> list[str]:
     """The `curate run` invocation of this recipe and work dir (absolute paths: it runs anywhere)."""
-    command = [sys.executable, "-m", "curate", "run", str(recipe.path.resolve()),
+    command = [sys.executable, "-m", "curate", "run", _absolute(recipe.path),
                "--work-dir", str(recipe.work_dir.resolve())]
     for path in inputs or []:
         command += ["--input", str(Path(path).resolve())]
@@ -259,15 +281,20 @@ def emit_slurm(recipe: Recipe, directory: str | Path, tasks: int, inputs: list[s
     (``sbatch --array=3,7``) still gives each task its own units."""
     if tasks < 1:
         raise UsageError("--tasks must be ≥ 1")
+    for option in sbatch_options:
+        if "\n" in option or "\r" in option:
+            raise UsageError(f"--sbatch-option {option!r}: one option per flag, without line breaks")
     directory = Path(directory).resolve()
     (directory / "logs").mkdir(parents=True, exist_ok=True)
+    recipe_name = _one_line(recipe.path.name)
     scripts = []
     for step in recipe.stages:
         for key, pass_name, array, _output in _pieces(step):
             extra = ["--stage", str(step.index + 1), "--quiet"]
             if pass_name:
                 extra += ["--pass", pass_name]
-            header = [f"#SBATCH --job-name=curate-{key}", f"#SBATCH --output={directory}/logs/{key}-%A_%a.log"]
+            log = _sbatch_value(f"{directory}/logs/{key}-%A_%a.log")
+            header = [f"#SBATCH --job-name=curate-{key}", f"#SBATCH --output={log}"]
             if array:
                 header.append(f"#SBATCH --array=0-{tasks - 1}")
                 extra += ["--num-shards", str(tasks)]
@@ -278,7 +305,7 @@ def emit_slurm(recipe: Recipe, directory: str | Path, tasks: int, inputs: list[s
             what = f"array pass: unit i is done by task i % {tasks}" if array else "one task"
             body = [
                 "#!/bin/bash", *header,
-                f"# curate recipe {recipe.path.name}, step {step.index + 1} ({step.name}"
+                f"# curate recipe {recipe_name}, step {step.index + 1} ({step.name}"
                 + (f", pass {pass_name}" if pass_name else "") + f"): {what}.",
                 "# Rerunning a task resumes it; `curate status WORK_DIR` lists what is missing.",
                 "set -euo pipefail", f"cd {shlex.quote(os.getcwd())}", f"exec {command}", "",
@@ -286,15 +313,31 @@ def emit_slurm(recipe: Recipe, directory: str | Path, tasks: int, inputs: list[s
             path = directory / f"{key}.sbatch"
             write_text(path, "\n".join(body))
             scripts.append(path)
-    submit = ["#!/bin/bash", f"# Submits the {len(scripts)} jobs of {recipe.path.name}, each after the previous "
+    # every path and name is shell-quoted: a directory called `w$(cmd)` stays a name, never a command
+    follow = shlex.join(["curate", "status", str(recipe.work_dir.resolve())])
+    submit = ["#!/bin/bash", f"# Submits the {len(scripts)} jobs of {recipe_name}, each after the previous "
               "one succeeded.", "set -euo pipefail", 'dir="$(cd "$(dirname "$0")" && pwd)"', 'dependency=""']
     for path in scripts:
-        submit += [f'jid=$(sbatch --parsable $dependency "$dir/{path.name}")', 'jid="${jid%%;*}"',
-                   'dependency="--dependency=afterok:$jid"', f'echo "{path.stem}: job $jid"']
-    submit += [f'echo "follow with: curate status {recipe.work_dir.resolve()}"', ""]
+        submit += [f'jid=$(sbatch --parsable $dependency "$dir"/{shlex.quote(path.name)})', 'jid="${jid%%;*}"',
+                   'dependency="--dependency=afterok:$jid"', f'echo {shlex.quote(path.stem + ": job")} "$jid"']
+    submit += [f"echo {shlex.quote('follow with: ' + follow)}", ""]
     write_text(directory / "submit.sh", "\n".join(submit))
     record_pipeline(recipe, inputs, {"dir": str(directory), "tasks": tasks})
     return [*scripts, directory / "submit.sh"]
+
+
+def _sbatch_value(text: str) -> str:
+    """A value for an ``#SBATCH`` line: sbatch splits on white space and strips quotes (it expands nothing)."""
+    if not any(c.isspace() or c in "'\"" for c in text):
+        return text
+    if '"' in text or "\n" in text:
+        raise UsageError(f"--emit-slurm {text}: a folder name with both spaces and quotes cannot be an #SBATCH value")
+    return f'"{text}"'
+
+
+def _one_line(text: str) -> str:
+    """A name fit for a script comment: line breaks would end the comment."""
+    return " ".join(text.splitlines())
 
 
 def write_text(path: Path, text: str) -> None:

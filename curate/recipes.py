@@ -33,11 +33,12 @@ from typing import Any
 
 import yaml
 
+import curate
 from curate.cli.common import RECIPE_STAGES, RecipeStage
 from curate.io.errors import UsageError
 from curate.io.options import IOOptions
 from curate.io.storage import is_remote, require_local, work_dir_beside
-from curate.params import digest, fingerprint, from_mapping, load_mapping
+from curate.params import StrictLoader, digest, fingerprint, from_mapping, load_mapping
 
 _TOP_KEYS = {"inputs", "work_dir", "io", "stages", "name", "description"}
 # stages that are one run of the shared map runner: any number of array tasks may share them
@@ -48,8 +49,8 @@ STEPS_DIR = "_steps"
 REQUIRED = inspect.Parameter.empty
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Safe loader that remembers the line of every mapping, so errors can name it."""
+class _LineLoader(StrictLoader):
+    """Safe loader (no aliases) that remembers the line of every mapping, so errors can name it."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
@@ -363,6 +364,10 @@ def describe_stage(planned: Step) -> dict:
         "passes": [p.name for p in planned.passes() if p.name],
         "params": dataclasses.asdict(planned.params),
     }
+    if holds_no_documents(planned):
+        done = (Path(planned.io.output) / "_manifest.json").exists()
+        row.update(units=0, finished=0, status=("done" if done else "to do") + " (its input holds no documents)")
+        return row
     try:
         units = plan_units(
             resolve_inputs(planned.io.inputs),
@@ -387,6 +392,8 @@ def run_step(step: Step, task: tuple[int, int] = (0, 1), only_pass: str | None =
     from curate.pipeline import task_marker
 
     started = time.perf_counter()
+    if holds_no_documents(step):
+        return _pass_through_empty(step, task, started)
     if isinstance(step, PlannedTool):
         if task[0] != 0:
             return {"stage": step.name, "complete": True, "skipped": "a tool runs in task 0 only"}
@@ -418,6 +425,53 @@ def run_step(step: Step, task: tuple[int, int] = (0, 1), only_pass: str | None =
     summary["stage"] = step.name
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     return summary
+
+
+def holds_no_documents(step: Step) -> bool:
+    """True when the step reads only finished outputs of earlier steps of its recipe and they hold no rows
+    (a filter kept nothing). Such a step passes the empty data through rather than failing on empty input;
+    a recipe's own inputs are never judged so (empty inputs stay an error)."""
+    from curate.io.output import MANIFEST
+
+    if isinstance(step, PlannedTool):
+        inputs, work_dir = (step.inputs if step.tool.takes_inputs else []), step.work_dir
+    else:
+        inputs, work_dir = step.io.inputs, Path(step.io.output).parent
+    if not inputs or any(Path(path).parent != work_dir for path in inputs):
+        return False
+    manifests = [Path(path) / MANIFEST for path in inputs]
+    return all(m.exists() and json.loads(m.read_text()).get("rows") == 0 for m in manifests)
+
+
+def _pass_through_empty(step: Step, task: tuple[int, int], started: float) -> dict:
+    """Warn, and leave a finished, empty output (plan, manifest and stats with no shards) that the next steps,
+    `curate status` and `curate report` read like any other; a tool is skipped and writes nothing."""
+    import sys
+
+    from curate.io.output import MANIFEST, STATS, OutputDir, json_text
+
+    summary: dict[str, Any] = {"stage": step.name, "complete": True, "empty_input": True}
+    if task[0] == 0:
+        action = "skipping this tool" if isinstance(step, PlannedTool) else "writing an empty output"
+        print(f"curate run: warning: {step.key}: its input holds no documents; {action}", file=sys.stderr)
+    if isinstance(step, PlannedTool):
+        return {**summary, "skipped": "its input holds no documents"}
+    summary.update(docs_in=0, docs_out=0, chars_in=0, chars_out=0, output=step.io.output)
+    if task[0] != 0:  # one task writes it
+        return summary
+    plan = {"curate_version": curate.__version__, "stage": step.name, "parameters": fingerprint(step.params),
+            "inputs": step.io.inputs, "units": [], "empty_input": True}
+    out = OutputDir(step.io.output)
+    out.prepare(plan, step.io.overwrite)
+    stats = {"stage": step.name, "docs_in": 0, "docs_out": 0, "chars_in": 0, "chars_out": 0,
+             "wall_seconds": round(time.perf_counter() - started, 3)}
+    out.files.write_text(STATS, json_text(stats))
+    out.files.write_text(MANIFEST, json_text({
+        "curate_version": curate.__version__, "stage": step.name, "command": sys.argv,
+        "parameters": plan["parameters"], "inputs": plan["inputs"], "shards": [], "rows": 0,
+        "empty_input": True, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }))
+    return {**summary, "wall_seconds": stats["wall_seconds"]}
 
 
 def run_recipe(recipe: Recipe, task: tuple[int, int] = (0, 1)) -> list[dict]:

@@ -3,6 +3,7 @@ failing and retried), `curate status`, SIGKILL at random points then resume, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -14,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+from conftest import write_parquet
 from typer.testing import CliRunner
 
 from curate.cli.main import app
@@ -55,7 +58,7 @@ def test_every_shipped_recipe_loads_and_dry_runs(recipe, tmp_path):
     assert all(row["status"] != "done" for row in plan)
 
 
-def test_shipped_recipes_cover_the_issue():
+def test_shipped_recipes_cover_the_documented_pipelines():
     names = {p.stem for p in SHIPPED}
     assert {"demo", "fineweb-en", "multilingual", "regmix"} <= names
     demo = [s.name for s in load_recipe(REPO / "recipes" / "demo.yaml").stages]
@@ -105,7 +108,7 @@ def test_slurm_tasks_in_shuffled_order_with_a_failure_match_a_single_run(small_c
                     "--sbatch-option=--partition=cpu")
     assert result.exit_code == 0, result.output
     submit = (slurm / "submit.sh").read_text()
-    scripts = [slurm / name for name in re.findall(r'"\$dir/([^"]+)"', submit)]  # in submission order
+    scripts = [slurm / name for name in re.findall(r'"\$dir"/([^)\s]+)\)', submit)]  # in submission order
     assert sorted(scripts) == sorted(slurm.glob("*.sbatch"))
     assert [s.stem for s in scripts] == [
         "01-langid", "02-quality", "03-dedup-minhash.signatures", "03-dedup-minhash.cluster",
@@ -170,36 +173,129 @@ def test_status_lists_missing_units_and_the_local_command(small_corpus, tmp_path
                                               "--work-dir", str(work.resolve())])]
 
 
-def _run_killed(recipe: Path, work: Path, delay: float) -> int:
-    process = subprocess.Popen([sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(work), "-q"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
+def wait_for(condition, what: str, timeout: float = 60.0, interval: float = 0.02):
+    """Poll ``condition`` until it returns something true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def progress_records(work: Path) -> list[Path]:
+    """Finished units of every pass of every stage (each pass's ``_progress/`` folder)."""
+    return sorted(work.glob("**/_progress/unit-*.json"))
+
+
+def visible_shards(work: Path) -> dict[str, Path]:
+    """Every shard a reader can see: ``part-*`` files outside the hidden temporary folders."""
+    return {str(p.relative_to(work)): p for p in sorted(work.glob("**/part-*"))
+            if not any(part.startswith(".") for part in p.relative_to(work).parts)}
+
+
+def session_processes(session: int) -> list[int]:
+    """Processes of a session (the killed run and every process it started keep its session id)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill_after_units(command: list[str], work: Path, units: int) -> tuple[int, list[int]]:
+    """Start ``command`` in its own session and SIGKILL it once ``units`` progress records exist; return its
+    exit status and the processes it started that outlived it by 5 s (killed then: they could still write)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    wait_for(lambda: len(progress_records(work)) >= units or process.poll() is not None,
+             f"{units} progress records")
     process.send_signal(signal.SIGKILL)
-    return process.wait()
+    status = process.wait()
+    deadline = time.monotonic() + 5
+    while session_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphans = session_processes(process.pid)
+    for pid in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not session_processes(process.pid), "the killed run's processes to exit", 30)
+    return status, orphans
 
 
-def test_sigkill_at_random_points_then_rerun_gives_identical_shards(small_corpus, tmp_path):
-    recipe = pipeline_recipe(tmp_path, small_corpus)
-    reference = tmp_path / "reference"
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(reference), "-q"],
-                   check=True)
-    duration = time.perf_counter() - started
-    expected = checksums(reference)
-    killed_mid_run = 0
-    for seed in (1, 2, 3):
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> tuple[Path, Path, dict[str, str], int]:
+    """The 4-stage recipe run once, uninterrupted: its recipe, work dir, shard checksums and unit count."""
+
+    from curate.sample import generate
+
+    root = tmp_path_factory.mktemp("reference")
+    table = generate(1_200, seed=7)
+    for i, start in enumerate(range(0, table.num_rows, 400)):
+        write_parquet(root / "corpus" / f"shard-{i}.parquet", table.slice(start, 400), row_group_size=150)
+    recipe = pipeline_recipe(root, root / "corpus")
+    work = root / "work"
+    subprocess.run([sys.executable, "-m", "curate", "run", str(recipe), "-q", "--work-dir", str(work)],
+                   check=True, timeout=300)
+    expected = {name: file_checksum(path) for name, path in visible_shards(work).items()}
+    return recipe, work, expected, len(progress_records(work))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_after_n_units_leaves_clean_state_and_rerun_gives_identical_shards(reference_run, tmp_path,
+                                                                                   workers):
+    """Killed once a given number of units are finished: no unfinished pass has a manifest, every visible
+    shard is complete and identical to the uninterrupted run's, no process of the killed run lives on, and
+    a rerun completes it with identical shards."""
+    recipe, reference, expected, total = reference_run
+    assert total >= 20 and len(expected) >= 12
+    killed_mid_run, orphaned = 0, []
+    seeds = (1, 2) if workers == 1 else (3,)  # a pool costs seconds to start on every stage
+    for seed in seeds:
         work = tmp_path / f"killed-{seed}"
-        delay = random.Random(seed).uniform(0.35, 0.95) * duration
-        if _run_killed(recipe, work, delay) == -signal.SIGKILL:
-            killed_mid_run += 1
-        subprocess.run([sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(work), "-q"],
-                       check=True)
-        assert checksums(work) == expected, f"seed {seed}, killed after {delay:.2f}s"
-    assert killed_mid_run >= 2
+        units = random.Random(seed).randint(1, total - 2)
+        command = [sys.executable, "-m", "curate", "run", str(recipe), "-q", "--work-dir", str(work),
+                   "--workers", str(workers)]
+        status, orphans = kill_after_units(command, work, units)
+        killed_mid_run += status == -signal.SIGKILL
+        orphaned += orphans
+        where = f"seed {seed}, killed after {units} of {total} units"
+        for plan in work.glob("**/_plan.json"):
+            finished = len(list((plan.parent / "_progress").glob("unit-*.json")))
+            if finished < len(json.loads(plan.read_text())["units"]):
+                assert not (plan.parent / "_manifest.json").exists(), f"{where}: {plan.parent.name}"
+        for name, path in visible_shards(work).items():
+            pq.read_table(path)  # readable: a complete footer
+            assert file_checksum(path) == expected.get(name), f"{where}: {name}"
+        subprocess.run(command, check=True, timeout=300)
+        assert checksums(work) == checksums(reference), where
+        assert {name: file_checksum(path) for name, path in visible_shards(work).items()} == expected, where
+    assert killed_mid_run == len(seeds)
+    if orphaned:  # every other promise held; this one needs the worker pool to die with its parent
+        pytest.xfail(f"{len(orphaned)} worker processes outlived the SIGKILLed run (curate/io/runner.py: "
+                     "pool workers need PR_SET_PDEATHSIG or a parent watchdog)")
 
 
-def test_ray_executor_gives_the_local_output(small_corpus, tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed (optional extra: pip install 'curate[ray]')")
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for every Ray test of the session (starting one costs seconds and memory);
+    RayExecutor joins it. Other test modules import this fixture."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (optional extra: pip install 'curate[ray]')")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_ray_executor_gives_the_local_output(small_corpus, tmp_path, ray_session):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"inputs: [{small_corpus}]\nio: {{max_rows_per_shard: 300}}\nstages:\n"
                       "  - langid: {}\n  - dedup-minhash: {}\n")
@@ -211,3 +307,66 @@ def test_ray_executor_gives_the_local_output(small_corpus, tmp_path):
     summaries = json.loads(ray.output.strip().splitlines()[-1])
     assert summaries[0]["units_processed"] == 6 and summaries[0]["complete"]
     assert checksums(tmp_path / "ray") == checksums(tmp_path / "local")
+
+
+def test_emitted_scripts_run_nothing_hidden_in_paths(small_corpus, tmp_path, monkeypatch):
+    """Paths with shell syntax (a work dir named ``w$(touch PWNED)``) stay data in submit.sh and every sbatch
+    script: running them with a stub sbatch creates no PWNED file anywhere."""
+    hostile = "$(touch PWNED)`touch PWNED`"
+    root = tmp_path / f"d{hostile}"
+    root.mkdir()
+    recipe = root / f"r{hostile}.yaml"
+    recipe.write_text(f"inputs: [{small_corpus}]\nio: {{max_rows_per_shard: 600}}\nstages:\n  - langid: {{}}\n")
+    work, slurm = root / f"w{hostile}", root / f"s{hostile}"
+    monkeypatch.chdir(root)
+    result = invoke("run", str(recipe), "--work-dir", str(work), "--emit-slurm", str(slurm), "--tasks", "1")
+    assert result.exit_code == 0, result.output
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "sbatch").write_text("#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/calls\"\necho '4242;cluster'\n")
+    (stubs / "sbatch").chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}"}
+    submitted = subprocess.run(["bash", str(slurm / "submit.sh")], cwd=root, env=env, capture_output=True,
+                               text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    assert shlex.quote(str(work.resolve())) in submitted.stdout and "01-langid: job 4242" in submitted.stdout
+    assert str(slurm.resolve() / "01-langid.sbatch") in (stubs / "calls").read_text()
+    assert not list(tmp_path.rglob("PWNED"))
+    for script in sorted(slurm.glob("*.sbatch")):
+        log = next(line for line in script.read_text().splitlines() if line.startswith("#SBATCH --output="))
+        assert log.split("=", 1)[1] == f'"{slurm.resolve()}/logs/{script.stem}-%A_%a.log"'  # sbatch strips quotes
+        ran = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env={**env, "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "1"})
+        assert ran.returncode == 0, (script.name, ran.stderr)
+        assert not list(tmp_path.rglob("PWNED")), script.name
+    assert (work / "01-langid" / "_manifest.json").exists()
+    smuggled = invoke("run", str(recipe), "--work-dir", str(work), "--emit-slurm", str(slurm), "--tasks", "1",
+                      "--sbatch-option=--partition=cpu\ntouch PWNED")  # a line break would start a command
+    assert smuggled.exit_code == 2 and "without line breaks" in smuggled.output
+
+
+def test_a_stage_that_keeps_nothing_passes_through_as_empty(small_corpus, tmp_path):
+    """langid keeps a language absent from the input: every later step passes the empty data through with a
+    warning (no exit 3 on curate's own output), `curate status` says complete, and a rerun is a no-op."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"inputs: [{small_corpus}]\nio: {{max_rows_per_shard: 600}}\nstages:\n"
+                      "  - langid: {keep: [zu]}\n  - quality: {}\n"
+                      "  - langid-calibrate: {output: '${work_dir}/thresholds.yaml'}\n"
+                      "  - dedup-minhash: {}\n  - dedup-rehydrate: {}\n")
+    work = tmp_path / "w"
+    command = [sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(work), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summaries = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [s["docs_out"] for s in summaries if "docs_out" in s] == [0, 0, 0, 0]
+    for key in ("02-quality", "03-langid-calibrate", "04-dedup-minhash", "05-dedup-rehydrate"):
+        assert f"warning: {key}: its input holds no documents" in result.stderr, key
+    for key in ("01-langid", "02-quality", "04-dedup-minhash", "05-dedup-rehydrate"):
+        manifest = json.loads((work / key / "_manifest.json").read_text())
+        assert manifest["rows"] == 0, key
+    assert not (work / "thresholds.yaml").exists()
+    status = invoke("status", str(work))
+    assert status.exit_code == 0 and "all complete" in status.output, status.output
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert {name.split("/")[0] for name in checksums(work)} == {"01-langid"}  # empty steps write no shard

@@ -39,3 +39,57 @@ def test_recipe_errors_name_key_and_line(tmp_path, body, message):
     recipe.write_text(body)
     with pytest.raises(UsageError, match=message):
         load_recipe(recipe)
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A flow list whose every level repeats the previous one 9 times: 9**levels strings once expanded."""
+    items = ["&a0 [" + ", ".join(["lol"] * 9) + "]"]
+    for level in range(1, levels):
+        items.append(f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
+    return "[" + ", ".join(items) + "]"
+
+
+@pytest.mark.parametrize("where", ["stage", "io", "top"])
+def test_yaml_alias_bomb_is_refused_fast_with_bounded_memory(tmp_path, where):
+    import subprocess
+    import sys
+
+    bomb = _alias_bomb()
+    body = {
+        "stage": f"inputs: [x]\nstages:\n  - langid:\n      keep: {bomb}\n",
+        "io": f"inputs: [x]\nio: {{text_column: {bomb}}}\nstages:\n  - langid: {{}}\n",
+        "top": f"inputs: {bomb}\nstages:\n  - langid: {{}}\n",
+    }[where]
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text(body)
+    # a wrapper runs curate with a deadline and an address-space cap (so today's unbounded growth cannot hurt
+    # the machine) and reports that child's peak memory, unaffected by other tests' subprocesses
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "cap = lambda: resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))\n"
+        "try:\n    code = subprocess.run(sys.argv[1:], preexec_fn=cap, timeout=30).returncode\n"
+        "except subprocess.TimeoutExpired:\n    code = 'timeout'\n"
+        "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "curate", "run", str(recipe),
+                             "--dry-run", "--work-dir", str(tmp_path / "w")],
+                            capture_output=True, text=True, timeout=90)
+    code, peak_kib = result.stdout.split()
+    assert code == "2", result.stderr
+    assert "alias" in result.stderr and "bomb.yaml" in result.stderr
+    assert int(peak_kib) < 1_000_000
+
+
+def test_mapping_files_share_blocks_but_refuse_alias_bombs(tmp_path):
+    from curate.params import load_mapping
+
+    path = tmp_path / "t.yaml"
+    path.write_text("zh: &cjk {c4: {min_words: null}}\nja: *cjk\n")  # sharing a block is fine
+    assert load_mapping(path, "--config") == {"zh": {"c4": {"min_words": None}}, "ja": {"c4": {"min_words": None}}}
+    path.write_text(f"en: 0.5\nbomb: {_alias_bomb()}\n")
+    with pytest.raises(UsageError, match=r"--thresholds .*t.yaml, line 1, column 1: not valid YAML \(aliases "
+                                         r"expand to more than 100,000 values"):
+        load_mapping(path, "--thresholds")
+    path.write_text("a: &loop [1, *loop]\n")
+    with pytest.raises(UsageError, match=r"recursive alias"):
+        load_mapping(path, "--thresholds")

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pytest
 import yaml
 import zstandard
 from test_io import LengthParams, LengthStage, run, shard_checksums
+from test_pipeline import ray_session  # noqa: F401  (one Ray instance for the whole test session)
 from typer.testing import CliRunner
 
 from curate.cli.main import app
@@ -40,22 +40,16 @@ BUCKET = "corpus"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint():
     mp = pytest.MonkeyPatch()
     for key, value in CREDENTIALS.items():
         mp.setenv(key, value)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # port 0: the system picks a free port as the server binds it (no window for another suite to take it)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = "http://{}:{}".format(*server.get_host_and_port())
     s3fs.S3FileSystem(endpoint_url=endpoint).mkdir(BUCKET)
     yield endpoint
     server.stop()
@@ -158,16 +152,17 @@ def _cli_env(endpoint: str) -> dict:
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_output(s3_endpoint, remote_corpus, tmp_path):
     """A real process killed with SIGKILL while it writes to S3; the rerun skips what finished."""
     source, out = remote_corpus
-    command = [str(Path(sys.executable).with_name("curate")), "langid", source, "-o", out, "--max-rows-per-shard", "60",
+    command = [str(Path(sys.executable).with_name("curate")), "langid", source, "-o", out, "--max-rows-per-shard", "30",
                "--batch-size", "20", "--quiet", "--json"]
     env = _cli_env(s3_endpoint)  # endpoint from the environment, as AWS tools read it
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     prefix = out.removeprefix("s3://") + "/_progress"
-    fs, deadline = _fs(s3_endpoint), time.time() + 120
-    while time.time() < deadline and process.poll() is None and len(fs.find(prefix)) < 3:
+    fs, deadline = _fs(s3_endpoint), time.monotonic() + 120
+    while process.poll() is None and len(fs.find(prefix)) < 3:  # an observable point: 3 finished units
+        assert time.monotonic() < deadline, "no 3 progress records after 120 s"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert "_manifest.json" not in _keys(s3_endpoint, out)
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -190,6 +185,7 @@ class _Proxy(http.server.ThreadingHTTPServer):
         self.failures, self.refused = 0, 0
         self.refuse_when: Callable[[str, str, dict], bool] = lambda method, path, headers: True
         self.requests: list[tuple[str, str]] = []
+        self.refused_at: list[int] = []  # indices in ``requests`` of the refused ones
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
 
@@ -223,6 +219,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             refuse = self.server.refused < self.server.failures and self.server.refuse_when(
                 self.command, self.path, dict(self.headers))
             self.server.refused += refuse
+            if refuse:
+                self.server.refused_at.append(len(self.server.requests) - 1)
         if refuse:
             payload = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
             self.send_response(503)
@@ -288,7 +286,12 @@ def test_slowdown_is_retried_with_backoff(s3_endpoint, remote_corpus, proxy):
     proxy.failures = 6  # the first six requests, whatever they are (listing, footers, uploads)
     retried_before = storage.SETTINGS.retried
     summary = run([source], out, storage_options=options, retries=8)
-    assert summary["complete"] and proxy.refused == 6 and storage.SETTINGS.retried - retried_before == 6
+    assert summary["complete"] and proxy.refused == 6
+    # each refused request was sent again (only the refusals are counted: a slow machine may add timeouts,
+    # which are retried too, so the retry counter is a lower bound)
+    for index in proxy.refused_at:
+        assert proxy.requests[index] in proxy.requests[index + 1:], proxy.requests[index]
+    assert storage.SETTINGS.retried - retried_before >= 6
 
     # reads inside a Parquet file (ranged GETs that pyarrow makes lazily) and uploads (PUT) are retried too
     proxy.failures, proxy.refused = 4, 0
@@ -377,10 +380,10 @@ def test_paths_that_must_stay_on_a_file_system_say_so(s3_endpoint, remote_corpus
     assert result.exit_code == 3 and "s3://no-such-bucket/x" in result.output
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_ray_workers_write_to_s3(s3_endpoint, remote_corpus, tmp_path):
     """Ray tasks run in worker processes that start with default storage settings: they must reach the
     endpoint given on the command line, and give the local output."""
-    pytest.importorskip("ray", reason="Ray is not installed (optional extra: pip install 'curate[ray]')")
     from curate.executors import RayExecutor
     from curate.io.options import IOOptions
     from curate.io.runner import run_map_stage, use_executor
@@ -391,8 +394,11 @@ def test_ray_workers_write_to_s3(s3_endpoint, remote_corpus, tmp_path):
         return run_map_stage(LangidStage(LangidParams()), io)
 
     source, out = remote_corpus
+    # credentials in the options too: the shared Ray instance may have started before this module set them
+    options = json.dumps({**json.loads(_options(s3_endpoint)), "key": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          "secret": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
     with RayExecutor(num_cpus=2) as executor, use_executor(executor):
-        summary = langid(source, out, storage_options=_options(s3_endpoint))
+        summary = langid(source, out, storage_options=options)
     assert summary["complete"] and summary["units_processed"] == 7
     langid(str(_download(s3_endpoint, source, tmp_path / "in")), str(tmp_path / "local"))
     assert shard_checksums(_download(s3_endpoint, out, tmp_path / "out")) == shard_checksums(tmp_path / "local")

@@ -123,11 +123,21 @@ def test_bad_rules_are_usage_errors(flawed: Path, args: list[str]) -> None:
     assert "curate validate: error:" in result.output
 
 
-def test_unreadable_input_exits_2(tmp_path: Path) -> None:
+_ALIAS_BOMB = "[&a0 [x, x, x, x, x, x, x, x, x], " + ", ".join(
+    f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]" for level in range(1, 9)) + "]"
+
+
+def test_unreadable_input_exits_3_naming_the_file(tmp_path: Path) -> None:
+    """Bad input is exit 3 as for every command (README's exit codes); 2 stays for usage errors, 1 for rules."""
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
-    assert _run(str(tmp_path / "missing.parquet")).exit_code == 2
-    result = _run(str(tmp_path / "broken.parquet"))
-    assert result.exit_code == 2 and "broken.parquet" in result.output
+    (tmp_path / "broken.jsonl").write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": \n')
+    write_parquet(tmp_path / "untexted.parquet", pa.table({"body": ["no text column"]}))
+    for name in ("missing.parquet", "broken.parquet", "broken.jsonl", "untexted.parquet"):
+        result = _run(str(tmp_path / name))
+        assert result.exit_code == 3, (name, result.output)
+        assert name in result.output and "Traceback" not in result.output
+    (tmp_path / "rules.yaml").write_text("languages: " + _ALIAS_BOMB + "\n")  # refused before anything walks it
+    assert _run(str(tmp_path / "untexted.parquet"), "--rules", str(tmp_path / "rules.yaml")).exit_code == 2
 
 
 def _spilled_and_exact(keys: pa.Array, directory: Path, memory_rows: int):

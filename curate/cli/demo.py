@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import typer
@@ -27,13 +30,32 @@ def write_sample(out: str | Path, docs: int, seed: int) -> str | Path:
     return out
 
 
+@contextlib.contextmanager
+def demo_recipe(given: Path | None) -> Iterator[Path]:
+    """The recipe to run: ``given``, else the demo recipe shipped inside the package (``recipes/demo.yaml`` of
+    a checkout links to that file), so `curate demo` works from any directory and from an installed wheel."""
+    if given is not None:
+        if not given.exists():
+            raise UsageError(f"--recipe {given}: recipe not found")
+        yield given
+        return
+    with resources.as_file(resources.files("curate.data") / "recipes" / "demo.yaml") as path:
+        yield path
+
+
 def _language_table(by_lang: dict) -> str:
     top = sorted(by_lang.items(), key=lambda kv: -kv[1]["docs_in"])[:10]
     return "languages (top 10): " + ", ".join(f"{lang} {row['docs_in']}" for lang, row in top)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("sample", help="Write the embedded sample corpus (generated, no network) as Parquet.")
+    @app.command(
+        "sample",
+        help="Write the embedded sample corpus (generated, no network) as Parquet: several languages, web "
+        "boilerplate and junk, near-duplicates, short and long documents, a `source` column of domains.",
+        epilog="Examples:\n\n\b\n  curate sample -o sample --docs 5000 --seed 1\n"
+        "  curate sample -o sample && curate langid sample -o out/langid",
+    )
     def sample_command(
         output: str = typer.Option(..., "-o", "--output", help="Output directory (or s3://… prefix)."),
         docs: int = typer.Option(2_000, help="Number of documents."),
@@ -52,7 +74,10 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(
             Path("demo-out"), "-o", "--output", help="Where the demo writes everything."
         ),
-        recipe: Path = typer.Option(Path("recipes/demo.yaml"), help="The pipeline to run on the sample."),
+        recipe: Path | None = typer.Option(
+            None, help="The pipeline to run on the sample (default: the demo recipe shipped with curate, "
+            "recipes/demo.yaml in a checkout)."
+        ),
         docs: int = typer.Option(2_000, help="Documents in the generated sample."),
         seed: int = typer.Option(0, help="Random seed."),
     ) -> None:
@@ -61,19 +86,15 @@ def register(app: typer.Typer) -> None:
         from curate.report import write_report
         from curate.stages.pack.train import train_tokenizer
 
-        with user_errors("demo"):
-            if not recipe.exists():
-                raise UsageError(
-                    f"{recipe}: recipe not found (run from the repository root, or pass --recipe)"
-                )
+        with user_errors("demo"), demo_recipe(recipe) as recipe_path:
             sample = write_sample(output / "sample", docs, seed)
             tokenizer_io = IOOptions(inputs=[str(sample)], output=str(output / "tokenizer.json"), quiet=True)
             train_tokenizer(DEMO_VOCAB_SIZE, 2, "<|endoftext|>", tokenizer_io)
             loaded = load_recipe(
-                recipe, str(output), {"quiet": True, "overwrite": True}, inputs=[str(sample)]
+                recipe_path, str(output), {"quiet": True, "overwrite": True}, inputs=[str(sample)]
             )
             summaries = run_recipe(loaded)
-            typer.echo(f"curate demo: {docs:,} generated documents in {sample}, recipe {recipe}\n")
+            typer.echo(f"curate demo: {docs:,} generated documents in {sample}, recipe {recipe or 'demo.yaml'}\n")
             typer.echo(
                 summary_table(
                     [(s.name, summary) for s, summary in zip(loaded.stages, summaries, strict=False)]

@@ -33,6 +33,13 @@ app = typer.Typer(
     help="Data-mixture search, RegMix-style: propose mixtures, score them with proxy runs, fit a regression, "
     "optimise it, and sample the winning mixture.\n\n"
     "Domains come from a column (--domain-column source) or one input per domain (web=path/ wiki=path/).",
+    epilog="Examples (the whole search; each command's --help has more):\n\n\b\n"
+    "  curate mix stats data/ --domain-column source -o stats.json\n"
+    "  curate mix propose --stats stats.json --n 64 -o mixtures.csv\n"
+    "  curate mix proxy data/ --domain-column source --mixtures mixtures.csv -o results.csv\n"
+    "  curate mix fit --mixtures mixtures.csv --results results.csv --target bpb/mean -o model\n"
+    "  curate mix optimize --model model -o weights.yaml\n"
+    "  curate mix apply data/ --domain-column source --weights weights.yaml --tokens 1000000 -o mixed",
     no_args_is_help=True,
     rich_markup_mode=None,
 )

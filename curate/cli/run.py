@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         help="Per step and pass of a `curate run` work dir: complete / running / failed / missing units, and "
         "the commands that resubmit only what is not finished (sbatch --array=… when --emit-slurm wrote "
         "scripts). Exit 0 when everything is complete, 1 otherwise.",
-        epilog="Examples:\n\n\b\n  curate status out/\n  curate status out/ --json | jq '.[].state'\n"
+        epilog="Examples:\n\n\b\n  curate status out/\n  curate status out/ --json | jq '.pieces[].state'\n"
         "  curate status out/ --assume-dead   # after the Slurm jobs are gone: running tasks count as failed",
     )
     def status_command(

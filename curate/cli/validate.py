@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from curate.cli.common import user_errors
-from curate.io.errors import EXIT_CHECK_FAILED, EXIT_USAGE, CurateError
+from curate.io.errors import EXIT_CHECK_FAILED, UsageError
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
 from curate.params import cli_parameters, from_mapping
@@ -20,8 +20,9 @@ from curate.params import cli_parameters, from_mapping
 # The flags of IOOptions that a read-only command has (no output directory, no work splitting).
 _READ_ONLY_EXCLUDE = ("inputs", "output", "max_rows_per_shard", "workers", "shard_index", "num_shards", "overwrite")
 
-VALIDATE_EXAMPLES = """Exit codes: 0 every rule passed · 1 a rule failed · 2 usage error, or input that cannot be
-read (missing file, corrupt Parquet or JSON, no text column) · 70 internal error.
+VALIDATE_EXAMPLES = """Exit codes: 0 every rule passed · 1 a rule failed · 2 usage error (bad flag, bad rules
+file) · 3 input that cannot be read (missing file, corrupt Parquet or JSON, no text column; the message names
+the file) · 5 remote storage still failing · 70 internal error.
 
 Examples:
 
@@ -96,18 +97,15 @@ def register(app: typer.Typer) -> None:
     def run_validate(io: IOOptions, values: dict, extra: dict) -> None:
         from curate.stages.validate import format_junit, format_text, load_rules, validate
 
-        with user_errors("validate"):
-            try:
-                io.check()
-                fmt = "json" if io.json_summary else extra["format"]
-                if fmt not in ("text", "json", "junit"):
-                    raise CurateError(f"--format must be text, json or junit, got {fmt!r}", EXIT_USAGE)
-                given = from_mapping(ValidateRules, values, "options")
-                rules = load_rules(extra["rules"], {k: getattr(given, k) for k in values})
-                report = validate(rules, io.inputs, Columns(io.text_column, io.id_column), io.batch_size,
-                                  io.on_error == "skip")
-            except CurateError as exc:  # validate: usage and I/O problems alike exit 2 (1 means a rule failed)
-                raise CurateError(str(exc), EXIT_USAGE) from None
+        with user_errors("validate"):  # usage errors exit 2, unreadable input 3 (1 means a rule failed)
+            io.check()
+            fmt = "json" if io.json_summary else extra["format"]
+            if fmt not in ("text", "json", "junit"):
+                raise UsageError(f"--format must be text, json or junit, got {fmt!r}")
+            given = from_mapping(ValidateRules, values, "options")
+            rules = load_rules(extra["rules"], {k: getattr(given, k) for k in values})
+            report = validate(rules, io.inputs, Columns(io.text_column, io.id_column), io.batch_size,
+                              io.on_error == "skip")
             writers = {"json": lambda r: json.dumps(r, sort_keys=True), "junit": format_junit, "text": format_text}
             sys.stdout.write(writers[fmt](report).rstrip("\n") + "\n")
             if not report["passed"]:

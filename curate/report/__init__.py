@@ -74,9 +74,21 @@ def _overview(stages: list[StageDir]) -> str:
     for s in stages:
         docs_in, docs_out = s.docs_in(), s.docs_out()
         kept = f"{100 * docs_out / docs_in:.1f}%" if docs_in and docs_out is not None else None
-        rows.append([s.name, s.stage, docs_in, docs_out, kept, s.stats.get("chars_out"), s.tokens()[1],
-                     s.stats.get("wall_seconds")])
-    return _table(["output", "stage", "docs in", "docs out", "kept", "chars out", "tokens out", "seconds"], rows)
+        rows.append([s.name, s.reads or "input", s.stage, docs_in, docs_out, kept, s.stats.get("chars_out"),
+                     s.tokens()[1], s.stats.get("wall_seconds")])
+    return _table(["output", "reads", "stage", "docs in", "docs out", "kept", "chars out", "tokens out", "seconds"],
+                  rows)
+
+
+def _labels(stages: list[StageDir]) -> dict[str, str]:
+    """Chart label per stage: ``name (stage)``, plus ``← what it reads`` where that is not the stage listed
+    just before it (a branch), so branches never read as a chain."""
+    labels, previous = {}, None
+    for s in stages:
+        branch = s.reads != previous and not (s.reads is None and previous is None)
+        labels[s.name] = f"{s.name} ({s.stage})" + (f" ← {s.reads or 'input'}" if branch else "")
+        previous = s.name
+    return labels
 
 
 def _funnel(stages: list[StageDir]) -> str:
@@ -84,7 +96,8 @@ def _funnel(stages: list[StageDir]) -> str:
     first = stages[0]
     if first.docs_in() is not None:
         steps.append(("input", first.docs_in() or 0))
-    steps += [(f"{s.name} ({s.stage})", s.docs_out() or 0) for s in stages if s.docs_out() is not None]
+    labels = _labels(stages)
+    steps += [(labels[s.name], s.docs_out() or 0) for s in stages if s.docs_out() is not None]
     parts = ["<h2 id='funnel'>Funnel</h2>", _overview(stages)]
     if steps:
         parts.append(_figure("funnel", hbar_chart(steps, unit=" docs", total=steps[0][1]),

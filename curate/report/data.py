@@ -1,8 +1,10 @@
 """What the report reads from a run directory: its stage outputs in pipeline order, and figures from their data.
 
 A stage output is a sub-directory with ``_manifest.json`` (or, for an output without one such as the demo's
-sample, ``_plan.json``). Stages are ordered by their inputs: a stage that reads another's output comes
-after it. Length histograms and dedup cluster sizes are computed from the Parquet shards, one column and one
+sample, ``_plan.json``); a run directory that is itself one stage output gives a one-stage report. Each stage
+*reads* the output whose files its plan lists as inputs (or the run's inputs), so the stages form a tree:
+outputs made from the same stage (a pack and a Megatron pack of one mixture) are branches, not a chain. They
+are listed depth first, every stage right after the one it reads. Length histograms and dedup cluster sizes are computed from the Parquet shards, one column and one
 batch at a time, when the stats do not already hold them.
 """
 
@@ -33,6 +35,7 @@ class StageDir:
     manifest: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
+    reads: str | None = None  # the name of the stage output it read; None: the run's inputs
 
     @property
     def name(self) -> str:
@@ -61,6 +64,8 @@ class StageDir:
         return int(documents["in"]) if isinstance(documents, dict) and "in" in documents else None
 
     def docs_out(self) -> int | None:
+        if "compare" in self.stats:  # pack --compare writes statistics only, no documents
+            return None
         if "docs_out" in self.stats:
             return int(self.stats["docs_out"])
         documents = self.stats.get("documents")
@@ -92,29 +97,36 @@ def _read_json(folder: str, name: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _stage_dir(folder: str, name: str) -> StageDir | None:
+    """The stage output in ``folder``, or None when it is none (or holds rows rejected by a stage)."""
+    manifest = _read_json(folder, MANIFEST)
+    plan = manifest or _read_json(folder, PLAN)
+    if not plan or ":rejected" in str(plan.get("stage", "")):
+        return None
+    inputs = [str(item.get("path", "")) if isinstance(item, dict) else str(item) for item in plan.get("inputs", [])]
+    return StageDir(folder, str(plan.get("stage", name)), manifest, _read_json(folder, STATS), inputs)
+
+
 def discover(run_dir: str | Path) -> list[StageDir]:
-    """Stage outputs directly under ``run_dir``, in pipeline order (rejected-row outputs left out)."""
+    """Stage outputs directly under ``run_dir`` (or ``run_dir`` itself when it is one), in tree order (see the
+    module docstring; rejected-row outputs left out)."""
     run_dir = str(run_dir)
     if not is_remote(run_dir) and not Path(run_dir).is_dir():
         raise UsageError(f"{run_dir}: not a directory (expected a run directory with one sub-directory per stage)")
-    stages = []
-    for name in files_at(run_dir).folders():
-        if name.startswith((".", "_")):
-            continue
-        child = join(run_dir, name)
-        manifest = _read_json(child, MANIFEST)
-        plan = manifest or _read_json(child, PLAN)
-        if not plan or ":rejected" in str(plan.get("stage", "")):
-            continue
-        inputs = [str(item.get("path", "")) if isinstance(item, dict) else str(item) for item in plan.get("inputs", [])]
-        stages.append(StageDir(child, str(plan.get("stage", name)), manifest, _read_json(child, STATS), inputs))
+    itself = _stage_dir(run_dir, run_dir.rstrip("/").rsplit("/", 1)[-1])
+    if itself is not None:
+        return [itself]
+    stages = [stage for name in files_at(run_dir).folders() if not name.startswith((".", "_"))
+              if (stage := _stage_dir(join(run_dir, name), name)) is not None]
     if not stages:
-        raise UsageError(f"{run_dir}: no stage outputs found (sub-directories with {MANIFEST} or {PLAN})")
-    return _pipeline_order(stages)
+        raise UsageError(f"{run_dir}: no stage outputs found (sub-directories with {MANIFEST} or {PLAN}, "
+                         "or a stage output itself)")
+    return _tree_order(stages)
 
 
-def _pipeline_order(stages: list[StageDir]) -> list[StageDir]:
-    """Topological order by "reads the output of", ties broken by directory name."""
+def _tree_order(stages: list[StageDir]) -> list[StageDir]:
+    """Set each stage's ``reads`` and list them depth first: every stage right after the one it reads, the
+    stages reading the same one (branches) by directory name."""
     def normal(path: str) -> str:
         return path.rstrip("/") if is_remote(path) else str(Path(path).resolve())
 
@@ -122,15 +134,40 @@ def _pipeline_order(stages: list[StageDir]) -> list[StageDir]:
 
     def reads(stage: StageDir, other: StageDir) -> bool:
         base = resolved[id(other)]
-        return any(normal(p) == base or normal(p).startswith(base + "/") for p in stage.inputs if p)
+        return other is not stage and any(
+            normal(p) == base or normal(p).startswith(base + "/") for p in stage.inputs if p)
 
+    # a stage reading several outputs (a mixture of two branches) hangs below the one made last
+    ordered_by_name = sorted(stages, key=lambda s: s.name)
+    children: dict[int | None, list[StageDir]] = {}
+    for stage in ordered_by_name:
+        parents = [other for other in ordered_by_name if reads(stage, other)]
+        parent = max(parents, key=lambda p: _depth(p, stages, reads), default=None)
+        stage.reads = parent.name if parent is not None else None
+        children.setdefault(id(parent) if parent is not None else None, []).append(stage)
     ordered: list[StageDir] = []
-    remaining = list(stages)
-    while remaining:
-        ready = [s for s in remaining if not any(reads(s, o) for o in remaining if o is not s)] or remaining[:1]
-        ordered.append(ready[0])
-        remaining.remove(ready[0])
+
+    def visit(stage: StageDir) -> None:
+        if any(s is stage for s in ordered):  # a cycle of inputs (hand-made folders): list each once
+            return
+        ordered.append(stage)
+        for child in children.get(id(stage), []):
+            visit(child)
+
+    for root in children.get(None, []) + ordered_by_name:  # every stage, even within a cycle
+        visit(root)
     return ordered
+
+
+def _depth(stage: StageDir, stages: list[StageDir], reads) -> int:
+    """How many stages lie above ``stage`` on its longest chain of inputs."""
+    depth, frontier, seen = 0, [stage], {id(stage)}
+    while True:
+        above = [o for s in frontier for o in stages if id(o) not in seen and reads(s, o)]
+        if not above:
+            return depth
+        seen.update(id(o) for o in above)
+        frontier, depth = above, depth + 1
 
 
 def length_histogram(paths: list[str], text_column: str) -> LengthHistogram | None:

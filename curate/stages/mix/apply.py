@@ -24,7 +24,7 @@ from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import OutputDir, ShardWriter, UnitRecord, input_descriptions
-from curate.params import fingerprint, option
+from curate.params import StrictLoader, fingerprint, option
 from curate.stages.mix.domains import DomainSpec, TokenCounter
 
 MIX_COLUMN = "mix_domain"
@@ -44,7 +44,7 @@ def load_weights(path: str) -> dict[str, float]:
     """``weights:`` mapping of an optimize YAML, or a bare mapping; must be non-negative and sum to ~1."""
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yaml.load(handle, Loader=StrictLoader)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except yaml.YAMLError as err:
