@@ -42,7 +42,7 @@ from curate.params import StrictLoader, digest, fingerprint, from_mapping, load_
 
 _TOP_KEYS = {"inputs", "work_dir", "io", "stages", "name", "description"}
 # stages that are one run of the shared map runner: any number of array tasks may share them
-ARRAY_STAGES = {"langid", "quality", "quality-classify", "dedup-rehydrate"}
+ARRAY_STAGES = {"langid", "quality", "quality-classify", "dedup-rehydrate", "pii"}
 MINHASH_PASSES = ("signatures", "cluster", "filter")
 PIPELINE_FILE = "_pipeline.json"
 STEPS_DIR = "_steps"

@@ -18,6 +18,7 @@ import curate
 COMMANDS: dict[str, tuple[str, str]] = {
     "langid": ("curate.cli.langid", "app"),
     "quality": ("curate.cli.quality", "app"),
+    "pii": ("curate.cli.pii", "app"),
     "dedup": ("curate.cli.dedup", "app"),
     "mix": ("curate.cli.mix", "app"),
     "pack": ("curate.cli.pack", "register"),
