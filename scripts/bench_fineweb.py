@@ -15,6 +15,9 @@ bundled lid.176.ftz (datatrove would download lid.176.bin; there is no network h
 same model. curate runs the recipe's langid and quality steps (`curate run ... --stage N`) in fresh
 processes, one worker, one thread (POLARS_MAX_THREADS=1, NUMBA_NUM_THREADS=1) for the per-core ratio.
 
+`--write-golden tests/data/fineweb_chain.json` records datatrove's verdicts on a fixed set of English
+documents for tests/test_fineweb_fidelity.py, which then checks curate against them without datatrove.
+
 Prints: kept-set agreement, byte equality of the texts both keep, removals per filter side by side, the
 documents they disagree on, and docs/s of both with the ratio.
 """
@@ -64,7 +67,7 @@ def load_documents(data: Path, total: int, path: Path) -> int:
 
 
 # -- datatrove side (runs under .venv-bench) -------------------------------------------------------------
-def datatrove_worker(docs_path: str, out_path: str, model: str) -> None:
+def datatrove_worker(docs_path: str, out_path: str, model: str | None) -> None:
     import datatrove.utils.lid as lid
     import pyarrow.parquet as pq
     from datatrove.data import Document
@@ -78,7 +81,7 @@ def datatrove_worker(docs_path: str, out_path: str, model: str) -> None:
 
     lid.cached_asset_path_or_download = lambda *args, **kwargs: model  # the same model, offline
     chain = {
-        "langid": LanguageFilter(languages=["en"], language_threshold=0.65),
+        **({"langid": LanguageFilter(languages=["en"], language_threshold=0.65)} if model else {}),
         "gopher-repetition": GopherRepetitionFilter(),
         "gopher-quality": GopherQualityFilter(),
         "c4": C4QualityFilter(filter_no_terminal_punct=False),
@@ -155,15 +158,55 @@ def compare(ours: dict, theirs: dict) -> dict:
     }
 
 
+def golden_documents(data: Path):
+    """The fixed real documents of tests/data/fineweb_chain.json (English web pages, e-mails, misc)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    parts = []
+    for name, step in (("web/trafilatura_pages", 3), ("spamassassin/emails", 20), ("english/misc", 60)):
+        table = pq.read_table(data / f"{name}.parquet", columns=["id", "text"])
+        table = table.take(pa.array(range(0, table.num_rows, step)))
+        ids = pc.binary_join_element_wise(name.split("/")[0] + "/", pc.cast(table["id"], pa.string()), "")
+        parts.append(pa.table({"id": ids, "text": pc.cast(table["text"], pa.string())}))
+    return pa.concat_tables(parts)
+
+
+def write_golden(data: Path, bench_python: str, target: Path) -> None:
+    """datatrove's verdict (first failing filter) and xxh64 of the kept text for the golden documents."""
+    import pyarrow.parquet as pq
+    import xxhash
+
+    with tempfile.TemporaryDirectory() as tmp:
+        docs = Path(tmp) / "docs.parquet"
+        pq.write_table(golden_documents(data), docs)
+        subprocess.run([bench_python, __file__, "--datatrove-worker", str(docs), str(Path(tmp) / "dt.json"), ""],
+                       check=True)  # fmt: skip
+        result = json.loads((Path(tmp) / "dt.json").read_text())["docs"]
+    golden = {
+        doc_id: {"removed": r["removed"][0] if r["removed"] else None,
+                 "text_xxh64": None if r["removed"] else xxhash.xxh64_hexdigest(r["text"].encode())}
+        for doc_id, r in result.items()
+    }  # fmt: skip
+    target.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    print(f"{target}: {len(golden)} documents, {sum(g['removed'] is None for g in golden.values())} kept")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--docs", type=int, default=5000)
     parser.add_argument("--bench-python", default=str(REPO / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--write-golden", type=Path, metavar="JSON",
+                        help="write datatrove's verdicts on the test documents (tests/data/fineweb_chain.json)")
     parser.add_argument("--datatrove-result", type=Path,
                         help="reuse datatrove's result from this file if it exists, else save it there")  # fmt: skip
     args = parser.parse_args()
+    if args.write_golden:
+        write_golden(args.data, args.bench_python, args.write_golden)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp) / "docs.parquet"
@@ -202,6 +245,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--datatrove-worker":
-        datatrove_worker(sys.argv[2], sys.argv[3], sys.argv[4])
+        datatrove_worker(sys.argv[2], sys.argv[3], sys.argv[4] or None)
     else:
         main()

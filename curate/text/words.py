@@ -25,7 +25,9 @@ import polars as pl
 from curate.text import explode_with_index, split_words
 
 #: the characters Python's ``str.isspace`` accepts (spaCy's whitespace): Unicode White_Space + U+001C..1F
-_SPAN = r"[^\s\x1c-\x1f]+"
+_SPACE_CLASS = r"\s\x1c-\x1f"
+_SPAN = rf"[^{_SPACE_CLASS}]+"
+_SPAN_OR_GAP = rf"{_SPAN}|[{_SPACE_CLASS}]+"
 #: a token made only of punctuation (spaCy's ``is_punct``: every character in a Unicode P* category)
 _PUNCT_TOKEN = r"^\p{P}+$"
 #: the word splitter of languages written without spaces when no spaCy segmenter is installed
@@ -161,28 +163,33 @@ class SpacySplitter:
         self.known = pl.concat([self.known, new])
         self.tokens = pl.concat([self.tokens, fast_tokens.explode().rename("w"), rest_tokens.rename("w")])
 
-    def split(self, texts: pl.Series, doc_ids: np.ndarray) -> pl.DataFrame:
-        """``(doc, w)`` rows in text order for ``texts`` (document ids ``doc_ids``)."""
-        spans = (
-            pl.DataFrame({"doc": doc_ids.astype(np.uint32), "span": texts.str.extract_all(_SPAN)})
+    def split(self, texts: pl.Series, doc_ids: np.ndarray, keep_spaces: bool = False) -> pl.DataFrame:
+        """``(doc, w)`` rows in text order for ``texts`` (document ids ``doc_ids``). With ``keep_spaces``,
+        the whitespace tokens spaCy makes (any whitespace run but a single space) are rows too."""
+        pieces = (
+            pl.DataFrame({"doc": doc_ids.astype(np.uint32), "span": texts.str.extract_all(_SPAN_OR_GAP if keep_spaces else _SPAN)})
             .explode("span")
             .drop_nulls("span")
-            .with_columns(key=pl.col("span").hash(seed=0))
+            .filter(pl.col("span") != " ")
+            .with_columns(gap=pl.col("span").str.contains(f"^[{_SPACE_CLASS}]"), key=pl.col("span").hash(seed=0))
         )
         if self.known.height > self.capacity:
             self._forget()
-        found = spans.join(self.known, on="key", how="left", maintain_order="left")
-        missing = found.filter(pl.col("first").is_null())
+        spans = pieces.filter(~pl.col("gap"))
+        missing = spans.join(self.known, on="key", how="anti")
         if missing.height:
             self._learn(missing.unique("key", keep="first", maintain_order=True)["span"])
-            found = spans.join(self.known, on="key", how="left", maintain_order="left")
-        first = found["first"].to_numpy()
-        counts = found["count"].to_numpy()
+        found = pieces.join(self.known, on="key", how="left", maintain_order="left")
+        gaps = found["gap"].to_numpy()
+        first = found["first"].fill_null(0).to_numpy().copy()
+        counts = found["count"].fill_null(1).to_numpy()
+        first[gaps] = len(self.tokens) + np.arange(gaps.sum())  # a whitespace token is itself
+        tokens = pl.concat([self.tokens, found["span"].filter(pl.Series(gaps)).rename("w")]) if gaps.any() else self.tokens
         occurrence = np.repeat(np.arange(len(first)), counts)
         starts = np.zeros(len(first) + 1, dtype=np.int64)
         np.cumsum(counts, out=starts[1:])
         token_index = first[occurrence] + np.arange(len(occurrence)) - starts[occurrence]
-        return pl.DataFrame({"doc": found["doc"].gather(occurrence), "w": self.tokens.gather(token_index)})
+        return pl.DataFrame({"doc": found["doc"].gather(occurrence), "w": tokens.gather(token_index)})
 
 
 #: letters whose plain runs spaCy keeps whole unless an affix rule of the language matches letters
@@ -225,11 +232,14 @@ def spacy_splitter(code: str) -> SpacySplitter | None:
     return SpacySplitter(nlp) if nlp is not None else None
 
 
-def split_words_by_language(texts: pl.Series, splitter_of_doc: np.ndarray, splitters: list[str]) -> pl.DataFrame:
+def split_words_by_language(
+    texts: pl.Series, splitter_of_doc: np.ndarray, splitters: list[str], keep_spaces: bool = False
+) -> pl.DataFrame:
     """Word tokens ``(doc, pos, w)`` of every text, each document split by its language's word splitter.
 
     ``splitters`` names the splitters (a spaCy language code, or ``regex``) and ``splitter_of_doc`` gives
-    each document's index into it. Rows are in document order, tokens in text order.
+    each document's index into it. Rows are in document order, tokens in text order. ``keep_spaces`` keeps
+    spaCy's whitespace tokens (for sentence boundaries); words never include them.
     """
     parts = []
     for k, name in enumerate(splitters):
@@ -242,7 +252,7 @@ def split_words_by_language(texts: pl.Series, splitter_of_doc: np.ndarray, split
             frame = explode_with_index(split_words(subset), "w")
             parts.append(pl.DataFrame({"doc": pl.Series(rows.astype(np.uint32)).gather(frame["doc"]), "w": frame["w"]}))
         else:
-            parts.append(splitter.split(subset, rows))
+            parts.append(splitter.split(subset, rows, keep_spaces))
     if not parts:
         return pl.DataFrame(schema={"doc": pl.UInt32, "pos": pl.Int64, "w": pl.String})
     frame = pl.concat(parts) if len(parts) > 1 else parts[0]

@@ -530,7 +530,7 @@ def _line_sentences(lines: pl.Series, per_doc: PerDoc) -> np.ndarray:
     rows = np.nonzero(lines.str.contains(_char_class("".join(sentence_terminators()))).to_numpy())[0]
     if len(rows):
         splitter_of_line, names = per_doc.subset(rows).word_splitters()
-        tokens = split_words_by_language(lines.gather(rows), splitter_of_line, names)
+        tokens = split_words_by_language(lines.gather(rows), splitter_of_line, names, keep_spaces=True)
         sentences[rows] = count_sentences(tokens, len(rows))
     return sentences
 
