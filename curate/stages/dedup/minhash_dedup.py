@@ -5,7 +5,8 @@ signatures: per input unit, one Parquet part with each document's id hash, keep 
 cluster: per band, documents with equal keys are unioned (out of core, see cluster.py); clusters of ≥ 2 are
   written with the kept member marked. With --against, documents sharing a band key with an index document
   (confirmed by exact Jaccard when both stores keep shingle sets) are duplicates of it: their whole cluster goes.
-filter: a MapStage through the shared runner: looks each document up by its id hash (ids must be unique).
+filter: a MapStage through the shared runner: looks each document up by its id hash (ids must be unique: the
+  cluster pass refuses shared ids, naming both documents).
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
             stale.unlink(missing_ok=True)
     edges_path = out.path / _edges_name(plan, task, count)
     if not edges_path.exists():
+        if task == 0:
+            store.check_unique_ids(Path(sig_dir), parts, params.partition_rows)
         parent = uf.new_parent(total)
         matched = np.zeros(total, dtype=bool)
         verify = header["signature_parameters"]["verify"]
@@ -274,7 +277,6 @@ def write_clusters(
     root_hi = id_hi[np.searchsorted(members, roots)]
     table = pa.table([id_hi, id_lo, root_hi.view(np.int64), sizes, kept], schema=CLUSTER_SCHEMA)
     table = table.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
-    _check_unique_ids(table)
     writer = ShardWriter(out, 0, 1 << 62)
     writer.write(table)
     record = UnitRecord(0, writer.commit(), {"docs_in": total})
@@ -293,15 +295,6 @@ def write_clusters(
 
 def store_gather(parts: list[Path], column: str, wanted: np.ndarray) -> np.ndarray:
     return uf.gather(store.read_column(parts, column), wanted)
-
-
-def _check_unique_ids(table: pa.Table) -> None:
-    hi = table.column("id_hi").to_numpy()
-    lo = table.column("id_lo").to_numpy()
-    same = (hi[1:] == hi[:-1]) & (lo[1:] == lo[:-1])
-    if same.any():
-        raise InputError("input", "two documents share one id; dedup finds documents by --id-column, "
-                                  "so ids must be unique (give each document its own id)")
 
 
 class ClusterLookup:
