@@ -87,3 +87,56 @@ def test_langid_keeps_an_input_lang_column_as_lang_original(three_languages, tmp
     assert result.exit_code == 0 and "lang_original" not in result.output
     again = pl.read_parquet(tmp_path / "again" / "part-00000.parquet").sort("id")
     assert again["lang_original"].to_list() == ["x-de", "x-en", "x-fr"]
+
+
+def _edited_pairs(shared_data: Path, langs: tuple[str, ...], per_lang: int) -> pl.DataFrame:
+    """UDHR paragraphs of one translation per language, each beside a copy with two characters swapped."""
+    paragraphs = pl.read_parquet(shared_data / "udhr" / "paragraphs.parquet")
+    rows = []
+    for lang in langs:
+        of_lang = paragraphs.filter(pl.col("lang") == lang)
+        of_lang = of_lang.filter(pl.col("doc_id") == of_lang["doc_id"][0], pl.col("text").str.len_chars() >= 80)
+        for row in of_lang.unique("text", keep="first", maintain_order=True).head(per_lang).iter_rows(named=True):
+            text, middle = row["text"], len(row["text"]) // 2
+            edited = text[:middle] + text[middle + 1] + text[middle] + text[middle + 2 :]
+            rows += [{"id": row["id"], "pair": row["id"], "lang": lang, "text": text},
+                     {"id": row["id"] + "-edited", "pair": row["id"], "lang": lang, "text": edited}]
+    return pl.DataFrame(rows)
+
+
+def _annotate(source: Path, out: Path, *flags: str) -> pl.DataFrame:
+    result = runner.invoke(app, ["dedup", "minhash", str(source), "-o", str(out), "-q", "--mode", "annotate", *flags])
+    assert result.exit_code == 0, result.output
+    return pl.read_parquet(sorted(out.glob("part-*.parquet"))).sort("id")
+
+
+def test_minhash_finds_near_duplicates_in_chinese_and_japanese(shared_data, tmp_path):
+    from curate.stages.dedup.shingles import Normalization, normalize, shingle_hashes
+
+    pairs = _edited_pairs(shared_data, ("zh", "ja"), 25)
+    source = write_parquet(tmp_path / "cjk.parquet", pairs.drop("lang").to_arrow())  # script detection alone
+    found = _pairs_found(_annotate(source, tmp_path / "out"))
+    assert sum(found.values()) >= 0.9 * len(found), f"{sum(found.values())} of {len(found)} edited pairs found"
+    hashes, offsets = shingle_hashes(normalize(pairs["text"].to_arrow(), Normalization()), "words", 5, 5)
+    sets = [set(hashes[offsets[i] : offsets[i + 1]].tolist()) for i in range(pairs.height)]
+    jaccard = [len(a & b) / len(a | b) for a, b in zip(sets[::2], sets[1::2], strict=True)]
+    assert all(found[pair] for pair, j in zip(pairs["pair"][::2], jaccard, strict=True) if j >= 0.9)
+    # the lang column alone also selects char shingles (Thai: spaces between phrases, not words)
+    thai = write_parquet(tmp_path / "th.parquet", _edited_pairs(shared_data, ("th",), 10).to_arrow())
+    thai_found = _pairs_found(_annotate(thai, tmp_path / "th"))
+    assert sum(thai_found.values()) >= 0.9 * len(thai_found)
+
+
+def _pairs_found(annotated: pl.DataFrame) -> dict[str, bool]:
+    """Whether each original and its edited copy ended in one cluster."""
+    same = annotated.group_by("pair").agg(pl.col("dup_cluster_id").n_unique() == 1)
+    return dict(same.iter_rows())
+
+
+def test_minhash_results_on_spaced_languages_do_not_change(shared_data, tmp_path):
+    pairs = _edited_pairs(shared_data, ("en", "fr", "ru", "es"), 30)
+    source = write_parquet(tmp_path / "spaced.parquet", pairs.to_arrow())
+    default = _annotate(source, tmp_path / "default")
+    words_only = _annotate(source, tmp_path / "words", "--spaceless-ngram", "0")
+    assert default.select("id", "dup_cluster_id", "dup_keep").equals(words_only.select("id", "dup_cluster_id", "dup_keep"))
+    assert default["dup_cluster_size"].max() > 1

@@ -76,9 +76,13 @@ class SignatureComputer:
         return {"signature_parameters": fingerprint(self.params), "bands": self.lsh.bands, "rows": self.lsh.rows,
                 "normalization": self.norm.describe()}
 
-    def band_keys(self, texts: pa.Array) -> tuple[np.ndarray, pa.Array | None]:
-        """Band keys (bands × documents) and, with --verify, each document's shingle set (list<uint32>)."""
-        hashes, offsets = shingle_hashes(normalize(texts, self.norm), self.params.shingle, self.params.ngram)
+    def band_keys(self, texts: pa.Array, lang: pa.Array | None = None) -> tuple[np.ndarray, pa.Array | None]:
+        """Band keys (bands × documents) and, with --verify, each document's shingle set (list<uint32>).
+
+        `lang` (the documents' language column, when the input has one) picks char shingles for languages
+        written without spaces."""
+        hashes, offsets = shingle_hashes(normalize(texts, self.norm), self.params.shingle, self.params.ngram,
+                                         self.params.spaceless_ngram, lang)
         keys = band_keys(signatures(hashes, offsets, self.a, self.b), self.lsh.bands, self.lsh.rows)
         keys[:, np.diff(offsets) == 0] = uf.NO_KEY
         sets = None
@@ -89,7 +93,8 @@ class SignatureComputer:
 
     def __call__(self, batch: pa.RecordBatch, columns: Columns, where: str) -> pa.RecordBatch:
         id_hi, id_lo = store.document_ids(batch, columns, where)
-        keys, sets = self.band_keys(batch.column(columns.text))
+        lang = batch.column("lang") if "lang" in batch.schema.names else None
+        keys, sets = self.band_keys(batch.column(columns.text), lang)
         arrays = [pa.array(id_hi), pa.array(id_lo), pa.array(keep_values(batch, columns, self.params.keep, where))]
         names = ["id_hi", "id_lo", "keep_value"]
         for band in range(self.lsh.bands):
@@ -111,8 +116,8 @@ def compute_signatures(params: SignatureParams, io: IOOptions, out: str | Path) 
 def _check_compatible(index: dict, corpus: dict, index_path: str) -> None:
     keys = ("bands", "rows", "normalization")
     a, b = index["signature_parameters"], corpus["signature_parameters"]
-    same = ("num_perm", "ngram", "shingle", "seed", "threshold")
-    different = [k for k in keys if index[k] != corpus[k]] + [k for k in same if a[k] != b[k]]
+    same = ("num_perm", "ngram", "shingle", "spaceless_ngram", "seed", "threshold")
+    different = [k for k in keys if index[k] != corpus[k]] + [k for k in same if a.get(k) != b.get(k)]
     if different:
         raise UsageError(f"--against {index_path}: the index was made with other signature parameters ("
                          + ", ".join(f"{k}: {index.get(k, a.get(k))} there, {corpus.get(k, b.get(k))} here"
