@@ -77,7 +77,8 @@ class SignatureComputer:
                 "normalization": self.norm.describe()}
 
     def band_keys(self, texts: pa.Array, lang: pa.Array | None = None) -> tuple[np.ndarray, pa.Array | None]:
-        """Band keys (bands × documents) and, with --verify, each document's shingle set (list<uint32>).
+        """Band keys (bands × documents) and, with --verify, each document's shingle set (sorted uint32, as the
+        little-endian bytes of a large_binary value).
 
         `lang` (the documents' language column, when the input has one) picks char shingles for languages
         written without spaces."""
@@ -86,9 +87,10 @@ class SignatureComputer:
         keys = band_keys(signatures(hashes, offsets, self.a, self.b), self.lsh.bands, self.lsh.rows)
         keys[:, np.diff(offsets) == 0] = uf.NO_KEY
         sets = None
-        if self.params.verify:
+        if self.params.verify:  # raw uint32 bytes: a Parquet list column costs ~70 bytes per value to write
             values, set_offsets = shingle_sets(hashes, offsets)
-            sets = pa.LargeListArray.from_arrays(pa.array(set_offsets), pa.array(values))
+            sets = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(set_offsets) - 1,
+                                                    [None, pa.py_buffer(set_offsets * 4), pa.py_buffer(values)])
         return keys, sets
 
     def __call__(self, batch: pa.RecordBatch, columns: Columns, where: str) -> pa.RecordBatch:
@@ -193,8 +195,11 @@ def load_sets(parts: list[Path], docs: np.ndarray) -> tuple[np.ndarray, np.ndarr
         lo, hi = np.searchsorted(docs, [start, start + len(column)])
         if hi > lo:
             picked = column.take(pa.array(docs[lo:hi] - start))
-            flat.append(picked.flatten().to_numpy())
-            offsets.append(offsets[-1][-1] + np.diff(picked.offsets.to_numpy()).cumsum())
+            _, offsets_buffer, data_buffer = picked.buffers()
+            byte_offsets = np.frombuffer(offsets_buffer, np.int64)[picked.offset : picked.offset + len(picked) + 1]
+            data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+            flat.append(data[byte_offsets[0] : byte_offsets[-1]].view(np.uint32))
+            offsets.append(offsets[-1][-1] + np.diff(byte_offsets).cumsum() // 4)
         start += len(column)
     return np.concatenate(flat), np.concatenate(offsets)
 

@@ -423,6 +423,15 @@ def _sort_unique_segments(values, offsets, counts):
         counts[d] = n
 
 
+@nb.njit(cache=True)
+def _compact_segments(values, offsets, new_offsets):
+    """Move each segment's first new_offsets[d+1] − new_offsets[d] values to new_offsets[d], in place."""
+    for d in range(len(offsets) - 1):
+        source = offsets[d]
+        for i in range(new_offsets[d + 1] - new_offsets[d]):
+            values[new_offsets[d] + i] = values[source + i]
+
+
 def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each document's shingle set as sorted unique uint32 (the low 32 bits of the shingle hashes).
 
@@ -433,6 +442,5 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     _sort_unique_segments(values, offsets, counts)
     new_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=new_offsets[1:])
-    lengths = np.diff(offsets)
-    position_in_doc = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
-    return values[position_in_doc < np.repeat(counts, lengths)], new_offsets
+    _compact_segments(values, offsets, new_offsets)
+    return values[: new_offsets[-1]], new_offsets

@@ -31,7 +31,7 @@ from curate.stages.dedup.hashing import xxh64
 from curate.stages.dedup.shingles import string_buffers
 
 HEADER = "_dedup.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: shingle sets as large_binary (uint32 bytes) instead of large_list<uint32>
 
 
 @nb.njit(parallel=True, cache=True)
