@@ -7,7 +7,9 @@ after install. Any fastText LID model loads with ``--model``: lid.176.bin, GlotL
 ``--keep`` codes are checked against the model's labels before any document is read: ISO 639-1 and 639-3
 (or 639-2/B) spellings of one language map to the model's own code (``eng`` → ``en`` for lid.176, ``en`` →
 ``eng`` for GlotLID) when exactly one label matches; anything else is refused with the closest labels.
-An input ``lang`` column is kept as ``lang_original`` rather than silently replaced.
+An input ``lang`` column is kept as ``lang_original`` rather than silently replaced. The model sees the first
+``--max-chars`` characters of each document: fastText needs about 16 bytes per character of a line, so a 100 MB
+document would otherwise take gigabytes (and its language is settled long before its end).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ TOP_TYPE = pa.list_(pa.struct([("lang", pa.string()), ("score", pa.float32())]))
 # FineWeb2's per-language threshold: tau = max(FLOOR, min(CEILING, median - std)) of the language's scores.
 CALIBRATION_FLOOR, CALIBRATION_CEILING = 0.3, 0.9
 _HISTOGRAM_BINS = 10_000
+MAX_CHARS = 1_000_000
 ORIGINAL_LANG = "lang_original"  # where an input's own `lang` column goes
 
 # ISO 639-1 code → its ISO 639-3 (and 639-2/B) codes, plus common individual-language codes of macrolanguages
@@ -68,6 +71,10 @@ class LangidParams:
         None, "YAML/JSON file: language → minimum score (a 'default' key applies to unlisted languages)."
     )
     top_k: int | None = option(None, "Also add lang_top: the K best {lang, score} pairs.")
+    max_chars: int = option(
+        MAX_CHARS, "Characters of each document the model reads (the start of longer ones): memory stays bounded "
+        "on huge documents; 0 reads whole documents.",
+    )
 
 
 def _spellings() -> dict[str, set[str]]:
@@ -152,14 +159,17 @@ def load_thresholds(path: str) -> dict[str, float]:
 class Predictor:
     """Batched fastText prediction: one C++ call per batch, labels normalised once per distinct label."""
 
-    def __init__(self, model_path: str | None):
+    def __init__(self, model_path: str | None, max_chars: int = MAX_CHARS):
         self.model = load_model(model_path)
+        self.max_chars = max_chars
         self.has_script = any(split_label(lbl)[1] for lbl in self.model.get_labels()[:50])
 
     def predict(self, text: pa.Array, k: int = 1) -> tuple[pa.Array, np.ndarray]:
         """Top-k codes (``lang`` or ``lang_Script``) flattened to n·k entries, and scores of shape (n, k)."""
         # fastText reads one line per document: newlines become spaces, and each line ends in "\n". The
         # binding's own per-text Python check is skipped: this is the same C++ call, over the whole batch.
+        if self.max_chars:
+            text = pc.utf8_slice_codeunits(text, 0, self.max_chars)
         lines = pc.binary_join_element_wise(pc.replace_substring(text, "\n", " "), pa.scalar("\n"), "")
         labels, probs = self.model.f.multilinePredict(lines.to_pylist(), k, 0.0, "strict")
         if all(len(row) == k for row in labels):
@@ -190,6 +200,8 @@ class LangidStage(MapStage):
         self.thresholds = load_thresholds(params.thresholds) if params.thresholds else {}
         if params.top_k is not None and params.top_k < 1:
             raise UsageError("--top-k must be ≥ 1")
+        if params.max_chars < 0:
+            raise UsageError("--max-chars must be ≥ 0 (0: whole documents)")
         self.keep_mapped: dict[str, str] = {}
         if params.keep:  # checked here, before any input is read; the resolved codes go into the plan
             model_path = params.model or str(DEFAULT_MODEL)
@@ -205,7 +217,7 @@ class LangidStage(MapStage):
         return ident
 
     def setup(self) -> None:
-        self.predictor = Predictor(self.params.model)
+        self.predictor = Predictor(self.params.model, self.params.max_chars)
 
     def process(self, batch: pa.RecordBatch, columns: Columns) -> StageOutput:
         if self.predictor is None:
