@@ -140,3 +140,38 @@ def test_minhash_results_on_spaced_languages_do_not_change(shared_data, tmp_path
     words_only = _annotate(source, tmp_path / "words", "--spaceless-ngram", "0")
     assert default.select("id", "dup_cluster_id", "dup_keep").equals(words_only.select("id", "dup_cluster_id", "dup_keep"))
     assert default["dup_cluster_size"].max() > 1
+
+
+@pytest.mark.parametrize("name", ["gpt2.json", "gpt-neox-20b.json"])
+def test_pack_encodes_a_long_document_in_pieces_with_the_same_ids(shared_data, monkeypatch, name):
+    """Pieces cut at whitespace give the ids of encoding the whole document (pieces made small here)."""
+    from curate.stages.pack import tokenize as tok
+
+    monkeypatch.setattr(tok, "LONG_DOCUMENT_BYTES", 20_000)
+    monkeypatch.setattr(tok, "PIECE_BYTES", 4_000)
+    paragraphs = pl.read_parquet(shared_data / "udhr" / "paragraphs.parquet").sample(1500, seed=1)["text"]
+    english = pl.read_parquet(shared_data / "english" / "misc.parquet").head(200)["text"]
+    text = "\n\n".join([*paragraphs, *english]) + "  \t\n tail  "
+    tokenizer = tok.load_tokenizer(shared_data / "tokenizers" / name)
+    batch = tok.tokenize(tokenizer, pa.array(["a short one", text, "another"]), eos_id=0)
+    assert batch.num_docs == 3
+    long = batch.tokens[batch.offsets[1] : batch.offsets[2]].tolist()
+    assert long == [*tokenizer.encode(text).ids, 0]
+    assert batch.tokens[: batch.offsets[1]].tolist() == [*tokenizer.encode("a short one").ids, 0]
+    bounds = list(tok.piece_bounds(memoryview(text.encode()), 4_000))
+    assert len(bounds) > 100 and all(hi - lo >= 4_000 for lo, hi in bounds[:-1])
+
+
+def test_pack_pieces_keep_the_special_tokens_of_the_whole_document(monkeypatch):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    from curate.stages.pack import tokenize as tok
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
+    monkeypatch.setattr(tok, "LONG_DOCUMENT_BYTES", 100)
+    monkeypatch.setattr(tok, "PIECE_BYTES", 10)
+    text = " ".join(["a b"] * 100)
+    batch = tok.tokenize(tokenizer, pa.array([text]), eos_id=2)
+    assert batch.tokens.tolist() == [*tokenizer.encode(text).ids, 2] == [1, *[3, 4] * 100, 2, 2]
