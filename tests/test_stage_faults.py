@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -175,3 +176,22 @@ def test_pack_pieces_keep_the_special_tokens_of_the_whole_document(monkeypatch):
     text = " ".join(["a b"] * 100)
     batch = tok.tokenize(tokenizer, pa.array([text]), eos_id=2)
     assert batch.tokens.tolist() == [*tokenizer.encode(text).ids, 2] == [1, *[3, 4] * 100, 2, 2]
+
+
+def test_minhash_says_when_it_compiles_its_kernels(tmp_path, monkeypatch):
+    """Without numba's cache every kernel needs compiling; the CLI says so once, before the ~15 s pause."""
+    import subprocess
+    import sys
+
+    from curate.stages.dedup import minhash_dedup
+
+    check = "from curate.stages.dedup.minhash_dedup import kernels_to_compile; print(len(kernels_to_compile()))"
+    empty_cache = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    fresh = subprocess.run([sys.executable, "-c", check], env=empty_cache, capture_output=True, text=True, check=True)
+    assert int(fresh.stdout) >= 10
+    source = write_parquet(tmp_path / "docs.parquet", pa.table({"id": ["a", "b"], "text": [SHARED_TEXT, "other"]}))
+    runner.invoke(app, ["dedup", "minhash", str(source), "-o", str(tmp_path / "warm"), "-q"])  # fills the cache
+    assert minhash_dedup.kernels_to_compile() == []
+    monkeypatch.setattr(minhash_dedup, "kernels_to_compile", lambda: ["_signatures"])
+    result = runner.invoke(app, ["dedup", "minhash", str(source), "-o", str(tmp_path / "again")])
+    assert result.exit_code == 0 and result.output.count("compiling MinHash kernels (first run only)…") == 1

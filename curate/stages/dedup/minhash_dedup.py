@@ -108,6 +108,28 @@ class SignatureComputer:
         return pa.RecordBatch.from_arrays(arrays, names)
 
 
+def kernels_to_compile() -> list[str]:
+    """The numba kernels of the MinHash passes that have no compiled copy in numba's cache for this source.
+
+    Compiling them takes ~15 s on the first run; later runs load them from the cache (`cache=True`).
+    """
+    from curate.stages.dedup import minhash, shingles
+
+    kernels = [shingles._normalize, shingles._compact, shingles._count_words, shingles._word_shingles,
+               shingles._count_codepoints, shingles._char_shingles, shingles._spaceless_share,
+               shingles._sort_unique_segments, shingles._compact_segments, minhash._signatures, minhash._band_keys,
+               store._hash_strings, uf.run_edges, uf.union_pairs, uf.flatten, uf.edge_jaccard]
+    missing = []
+    for kernel in kernels:
+        try:
+            cached = bool(kernel._cache._cache_file._load_index())  # numba internals: assume cached if they move
+        except (AttributeError, OSError):
+            cached = True
+        if not cached:
+            missing.append(kernel.__name__)
+    return missing
+
+
 def compute_signatures(params: SignatureParams, io: IOOptions, out: str | Path) -> dict:
     computer = SignatureComputer(params)
     summary = store.run_unit_pass(SIGNATURES, io, params, computer.header(), out, computer)
