@@ -111,6 +111,8 @@ def tokenize(tokenizer: Tokenizer, texts: pa.Array, eos_id: int) -> TokenBatch:
     `add_special_tokens=True` keeps the tokenizer's post-processor (e.g. a BOS), as `tokenizer(text)` does in
     transformers and as the Dataset Decomposition reference tokenizes.
     """
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        texts = texts.cast(pa.large_string())  # string_view: the byte buffer of one value is needed below
     sizes = pc.binary_length(texts).to_numpy(zero_copy_only=False)
     parts, start = [], 0
     for i in np.flatnonzero(sizes > LONG_DOCUMENT_BYTES):
