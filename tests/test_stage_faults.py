@@ -195,3 +195,12 @@ def test_minhash_says_when_it_compiles_its_kernels(tmp_path, monkeypatch):
     monkeypatch.setattr(minhash_dedup, "kernels_to_compile", lambda: ["_signatures"])
     result = runner.invoke(app, ["dedup", "minhash", str(source), "-o", str(tmp_path / "again")])
     assert result.exit_code == 0 and result.output.count("compiling MinHash kernels (first run only)…") == 1
+
+
+def test_pack_warns_when_no_token_reaches_the_output(shared_data, tmp_path):
+    source = write_parquet(tmp_path / "tiny.parquet", pa.table({"id": ["a", "b"], "text": ["short", "also short"]}))
+    result = runner.invoke(app, ["pack", str(source), "-o", str(tmp_path / "out"), "-q",
+                                 "--tokenizer", str(shared_data / "tokenizers" / "gpt2.json")])
+    assert result.exit_code == 0, result.output
+    assert "warning: no token of the 2 documents reached the output (tokens dropped: shorter_than_min_piece" \
+        in result.output
