@@ -37,10 +37,13 @@ CLUSTERS = keyword_option("clusters", str, ..., "--clusters", help="Clusters dir
 
 
 def _lsh_line(params: SignatureParams, io: IOOptions) -> None:
-    from curate.stages.dedup.minhash_dedup import SignatureComputer
+    """The LSH parameters, and a word before numba compiles the kernels (first run only: then cached)."""
+    from curate.stages.dedup.minhash_dedup import SignatureComputer, kernels_to_compile
 
     if not io.quiet:
         typer.echo(SignatureComputer(params).lsh.describe(), err=True)
+        if kernels_to_compile():
+            typer.echo("compiling MinHash kernels (first run only)…", err=True)
 
 
 def _sub(params, cls):

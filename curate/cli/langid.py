@@ -5,12 +5,21 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import typer
+
 from curate.cli.common import keyword_option, stage_command, stage_group
 from curate.io.inputs import BadRows, Columns, iter_batches
 from curate.io.options import IOOptions
 from curate.io.output import write_text_atomic
 from curate.params import option
-from curate.stages.langid import CALIBRATION_CEILING, CALIBRATION_FLOOR, LangidParams, LangidStage, calibrate
+from curate.stages.langid import (
+    CALIBRATION_CEILING,
+    CALIBRATION_FLOOR,
+    ORIGINAL_LANG,
+    LangidParams,
+    LangidStage,
+    calibrate,
+)
 
 app = stage_group(
     "Language identification with fastText (offline default model): adds lang and lang_score, filters.\n\n"
@@ -32,7 +41,8 @@ EXAMPLES = """Examples:
     app,
     "run",
     LangidParams,
-    help="Add lang, lang_score (and lang_top with --top-k) to every document; optionally filter.",
+    help="Add lang, lang_score (and lang_top with --top-k) to every document; optionally filter. "
+    "An input column named lang is kept as lang_original (with a warning on stderr).",
     examples=EXAMPLES,
     extra=[
         keyword_option("rejected", str | None, None, "--rejected", help="Also write removed documents here.")
@@ -42,7 +52,19 @@ EXAMPLES = """Examples:
 def langid(params: LangidParams, io: IOOptions, rejected: str | None = None) -> dict:
     from curate.io.runner import run_map_stage
 
-    return run_map_stage(LangidStage(params), io, rejected_dir=rejected)
+    stage = LangidStage(params)
+    for wanted, code in stage.keep_mapped.items():
+        typer.echo(f"curate langid: --keep {wanted}: using the model's code '{code}'", err=True)
+    summary = run_map_stage(stage, io, rejected_dir=rejected)
+    if summary.get(ORIGINAL_LANG):
+        typer.echo(f"curate langid: warning: the input already had a 'lang' column; it is kept as "
+                   f"'{ORIGINAL_LANG}' ({summary[ORIGINAL_LANG]:,} documents) and 'lang' now holds the "
+                   "model's prediction", err=True)
+    if summary.get("docs_in") and not summary.get("docs_out"):
+        removed = ", ".join(f"{reason} {count:,}" for reason, count in sorted(summary.get("removed", {}).items()))
+        typer.echo(f"curate langid: warning: no document kept of {summary['docs_in']:,} (removed: {removed}); "
+                   "check --keep, --min-score and --thresholds", err=True)
+    return summary
 
 
 @dataclass

@@ -34,7 +34,12 @@ EXAMPLES = """Examples:
 @stage_command(app, "run", PackParams, help="Tokenize documents (EOS appended) and pack them into sequences.",
                examples=EXAMPLES, recipe="pack")
 def pack(params: PackParams, io: IOOptions) -> dict:
-    return run_pack(params, io)
+    summary = run_pack(params, io)
+    if summary.get("docs_in") and summary.get("docs_out") == 0:
+        dropped = ", ".join(f"{reason} {tokens:,}" for reason, tokens in sorted(summary.get("tokens", {}).get("dropped", {}).items()))
+        typer.echo(f"curate pack: warning: no token of the {summary['docs_in']:,} documents reached the output "
+                   f"(tokens dropped: {dropped}); see --min-log2, --seq-len, --strategy", err=True)
+    return summary
 
 
 @dataclass

@@ -3,12 +3,20 @@
 The bundled default model is fastText's lid.176.ftz (176 languages, 917 KB), so the stage works offline right
 after install. Any fastText LID model loads with ``--model``: lid.176.bin, GlotLID (``__label__eng_Latn``:
 ``lang=eng``, ``lang_script=Latn``), OpenLID. Newlines become spaces before prediction, as fastText expects.
+
+``--keep`` codes are checked against the model's labels before any document is read: ISO 639-1 and 639-3
+(or 639-2/B) spellings of one language map to the model's own code (``eng`` → ``en`` for lid.176, ``en`` →
+``eng`` for GlotLID) when exactly one label matches; anything else is refused with the closest labels.
+An input ``lang`` column is kept as ``lang_original`` rather than silently replaced. The model sees the first
+``--max-chars`` characters of each document: fastText needs about 16 bytes per character of a line, so a 100 MB
+document would otherwise take gigabytes (and its language is settled long before its end).
 """
 
 from __future__ import annotations
 
+import difflib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +35,97 @@ TOP_TYPE = pa.list_(pa.struct([("lang", pa.string()), ("score", pa.float32())]))
 # FineWeb2's per-language threshold: tau = max(FLOOR, min(CEILING, median - std)) of the language's scores.
 CALIBRATION_FLOOR, CALIBRATION_CEILING = 0.3, 0.9
 _HISTOGRAM_BINS = 10_000
+MAX_CHARS = 1_000_000
+ORIGINAL_LANG = "lang_original"  # where an input's own `lang` column goes
+
+# ISO 639-1 code → its ISO 639-3 (and 639-2/B) codes, plus common individual-language codes of macrolanguages
+# (cmn → zh): how `--keep` accepts `eng` for a model labelled `en` and `en` for one labelled `eng`.
+_ISO_639 = """
+aa:aar ab:abk af:afr ak:aka am:amh ar:ara/arb an:arg as:asm av:ava ae:ave ay:aym az:aze/azj ba:bak bm:bam
+be:bel bn:ben bh:bih bi:bis bo:bod/tib bs:bos br:bre bg:bul ca:cat cs:ces/cze ch:cha ce:che cu:chu
+cv:chv kw:cor co:cos cr:cre cy:cym/wel da:dan de:deu/ger dv:div dz:dzo el:ell/gre en:eng eo:epo
+et:est/ekk eu:eus/baq ee:ewe fo:fao fa:fas/per/pes fj:fij fi:fin fr:fra/fre fy:fry ff:ful gd:gla ga:gle
+gl:glg gv:glv gn:grn gu:guj ht:hat ha:hau he:heb hz:her hi:hin ho:hmo hr:hrv hu:hun hy:hye/arm
+ig:ibo io:ido ii:iii iu:iku ie:ile ia:ina id:ind ik:ipk is:isl/ice it:ita jv:jav ja:jpn kl:kal
+kn:kan ks:kas ka:kat/geo kr:kau kk:kaz km:khm ki:kik rw:kin ky:kir kv:kom kg:kon ko:kor kj:kua
+ku:kur lo:lao la:lat lv:lav/lvs li:lim ln:lin lt:lit lb:ltz lu:lub lg:lug mh:mah ml:mal mr:mar
+mk:mkd/mac mg:mlg/plt mt:mlt mn:mon/khk mi:mri/mao ms:msa/may/zsm my:mya/bur na:nau nv:nav nr:nbl nd:nde
+ng:ndo ne:nep/npi nl:nld/dut nn:nno nb:nob no:nor ny:nya oc:oci oj:oji or:ori/ory om:orm os:oss pa:pan
+pi:pli pl:pol pt:por ps:pus qu:que rm:roh ro:ron/rum rn:run ru:rus sg:sag sa:san si:sin sk:slk/slo sl:slv
+se:sme sm:smo sn:sna sd:snd so:som st:sot es:spa sq:sqi/alb sc:srd sr:srp ss:ssw su:sun sw:swa/swh
+sv:swe ty:tah ta:tam tt:tat te:tel tg:tgk tl:tgl th:tha ti:tir to:ton tn:tsn ts:tso tk:tuk tr:tur
+tw:twi ug:uig uk:ukr ur:urd uz:uzb/uzn ve:ven vi:vie vo:vol wa:wln wo:wol xh:xho yi:yid/ydd yo:yor
+za:zha zh:zho/chi/cmn zu:zul sh:hbs
+"""
 
 
 @dataclass
 class LangidParams:
     model: str | None = option(None, "fastText LID model file (default: the bundled lid.176.ftz).")
-    keep: list[str] = option([], "Keep only these languages, e.g. en,de,fr (or eng_Latn for GlotLID labels).")
+    keep: list[str] = option(
+        [], "Keep only these languages, e.g. en,de,fr (or eng_Latn for GlotLID labels). ISO 639-1/639-3 spellings "
+        "map to the model's own code (eng → en for lid.176, said on stderr); codes the model lacks are refused."
+    )
     min_score: float | None = option(None, "Drop documents whose top language score is below this.")
     thresholds: str | None = option(
         None, "YAML/JSON file: language → minimum score (a 'default' key applies to unlisted languages)."
     )
     top_k: int | None = option(None, "Also add lang_top: the K best {lang, score} pairs.")
+    max_chars: int = option(
+        MAX_CHARS, "Characters of each document the model reads (the start of longer ones): memory stays bounded "
+        "on huge documents; 0 reads whole documents.",
+    )
+
+
+def _spellings() -> dict[str, set[str]]:
+    """Every ISO spelling → all spellings of that language (itself included)."""
+    groups: dict[str, set[str]] = {}
+    for entry in _ISO_639.split():
+        two, threes = entry.split(":")
+        group = {two, *threes.split("/")}
+        for code in group:
+            groups.setdefault(code, set()).update(group)
+    return groups
+
+
+def _close_labels(code: str, known: set[str], spellings: dict[str, set[str]]) -> list[str]:
+    """Labels a mistyped code may mean: those of its 3- and 2-letter prefixes first, then similar strings."""
+    prefixed = sorted(set().union(*(spellings.get(code[:n], {code[:n]}) for n in (3, 2))) & known)
+    similar = difflib.get_close_matches(code, sorted(known), n=3, cutoff=0.5)
+    return list(dict.fromkeys(prefixed + similar))[:3]
+
+
+@dataclass
+class KeepCodes:
+    """--keep resolved against a model's labels: the codes to compare with, and which spellings were mapped."""
+
+    codes: list[str]
+    mapped: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_keep(keep: list[str], labels: list[str], model_name: str) -> KeepCodes:
+    """Map each --keep code to the model's own label (exactly one match), or refuse it with close labels."""
+    full = sorted({_code(label) for label in labels} - {None})  # type: ignore[arg-type]
+    known = set(full) | {split_label(code)[0] for code in full}
+    spellings = _spellings()
+    resolved, mapped, unknown = [], {}, []
+    for wanted in keep:
+        code = wanted.strip().replace("-", "_")
+        lowered = code.split("_")[0].lower()
+        if code in known:
+            resolved.append(code)
+            continue
+        matches = sorted(spellings.get(lowered, {lowered}) & known)
+        if len(matches) == 1:
+            resolved.append(matches[0])
+            mapped[wanted] = matches[0]
+        else:
+            unknown.append((wanted, matches or _close_labels(lowered, known, spellings)))
+    if unknown:
+        problems = "; ".join(f"'{w}'" + (f" (did you mean {', '.join(c)}?)" if c else "") for w, c in unknown)
+        raise UsageError(f"--keep: {model_name} has no language {problems}. It knows {len(full)} labels, e.g. "
+                         + ", ".join(full[:12]) + " …")
+    return KeepCodes(resolved, mapped)
 
 
 def load_model(path: str | None):
@@ -71,14 +159,17 @@ def load_thresholds(path: str) -> dict[str, float]:
 class Predictor:
     """Batched fastText prediction: one C++ call per batch, labels normalised once per distinct label."""
 
-    def __init__(self, model_path: str | None):
+    def __init__(self, model_path: str | None, max_chars: int = MAX_CHARS):
         self.model = load_model(model_path)
+        self.max_chars = max_chars
         self.has_script = any(split_label(lbl)[1] for lbl in self.model.get_labels()[:50])
 
     def predict(self, text: pa.Array, k: int = 1) -> tuple[pa.Array, np.ndarray]:
         """Top-k codes (``lang`` or ``lang_Script``) flattened to n·k entries, and scores of shape (n, k)."""
         # fastText reads one line per document: newlines become spaces, and each line ends in "\n". The
         # binding's own per-text Python check is skipped: this is the same C++ call, over the whole batch.
+        if self.max_chars:
+            text = pc.utf8_slice_codeunits(text, 0, self.max_chars)
         lines = pc.binary_join_element_wise(pc.replace_substring(text, "\n", " "), pa.scalar("\n"), "")
         labels, probs = self.model.f.multilinePredict(lines.to_pylist(), k, 0.0, "strict")
         if all(len(row) == k for row in labels):
@@ -109,6 +200,13 @@ class LangidStage(MapStage):
         self.thresholds = load_thresholds(params.thresholds) if params.thresholds else {}
         if params.top_k is not None and params.top_k < 1:
             raise UsageError("--top-k must be ≥ 1")
+        if params.max_chars < 0:
+            raise UsageError("--max-chars must be ≥ 0 (0: whole documents)")
+        self.keep_mapped: dict[str, str] = {}
+        if params.keep:  # checked here, before any input is read; the resolved codes go into the plan
+            model_path = params.model or str(DEFAULT_MODEL)
+            resolved = resolve_keep(params.keep, load_model(params.model).get_labels(), Path(model_path).name)
+            self.params.keep, self.keep_mapped = resolved.codes, resolved.mapped
         self.predictor: Predictor | None = None
 
     def identity(self) -> dict:
@@ -119,7 +217,7 @@ class LangidStage(MapStage):
         return ident
 
     def setup(self) -> None:
-        self.predictor = Predictor(self.params.model)
+        self.predictor = Predictor(self.params.model, self.params.max_chars)
 
     def process(self, batch: pa.RecordBatch, columns: Columns) -> StageOutput:
         if self.predictor is None:
@@ -130,6 +228,10 @@ class LangidStage(MapStage):
         full = codes if k == 1 else pc.take(codes, pa.array(np.arange(0, len(codes), k)))
         lang, script = _split_codes(full) if self.predictor.has_script else (full, None)
         score = pa.array(scores[:, 0], pa.float32())
+        counters: dict = {}
+        if "lang" in batch.schema.names and ORIGINAL_LANG not in batch.schema.names:
+            batch = batch.rename_columns([ORIGINAL_LANG if n == "lang" else n for n in batch.schema.names])
+            counters[ORIGINAL_LANG] = batch.num_rows
         annotated = _append(batch, "lang", lang)
         annotated = _append(annotated, "lang_score", score)
         if script is not None:
@@ -140,15 +242,14 @@ class LangidStage(MapStage):
         if not (self.thresholds or self.params.min_score is not None or self.params.keep):
             # annotation only: no row is removed, so nothing needs copying
             everything = pa.array(np.ones(len(lang), dtype=bool))
-            return StageOutput(annotated, None, {"by_lang": _per_language(lang, batch.column(columns.text), everything)})
+            counters["by_lang"] = _per_language(lang, batch.column(columns.text), everything)
+            return StageOutput(annotated, None, counters)
         reason = self._reasons(lang, full, scores[:, 0])
         kept_mask = pc.is_null(reason)
         removed = pc.invert(kept_mask)
         rejected = annotated.filter(removed).append_column("reason", reason.filter(removed))
-        counters = {
-            "removed": _value_counts(reason.filter(removed)),
-            "by_lang": _per_language(lang, batch.column(columns.text), kept_mask),
-        }
+        counters["removed"] = _value_counts(reason.filter(removed))
+        counters["by_lang"] = _per_language(lang, batch.column(columns.text), kept_mask)
         return StageOutput(annotated.filter(kept_mask), rejected, counters)
 
     def _reasons(self, lang: pa.Array, full: pa.Array, score: np.ndarray) -> pa.Array:

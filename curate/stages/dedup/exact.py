@@ -69,6 +69,7 @@ def exact_dedup(params: ExactParams, io: IOOptions, work_dir: str | Path) -> dic
     store.drop_stale_header(clusters_dir, plan)
     if not (clusters_dir / store.HEADER).exists():
         parts = store.part_files(work / KEYS)
+        store.check_unique_ids(work / KEYS, parts, params.partition_rows)
         total = int(store.part_rows(parts).sum())
         parent = uf.new_parent(total)
         chunks = zip(store.read_column(parts, "key_hi"), store.read_column(parts, "key_lo"), strict=True)

@@ -5,7 +5,8 @@ signatures: per input unit, one Parquet part with each document's id hash, keep 
 cluster: per band, documents with equal keys are unioned (out of core, see cluster.py); clusters of ≥ 2 are
   written with the kept member marked. With --against, documents sharing a band key with an index document
   (confirmed by exact Jaccard when both stores keep shingle sets) are duplicates of it: their whole cluster goes.
-filter: a MapStage through the shared runner: looks each document up by its id hash (ids must be unique).
+filter: a MapStage through the shared runner: looks each document up by its id hash (ids must be unique: the
+  cluster pass refuses shared ids, naming both documents).
 """
 
 from __future__ import annotations
@@ -75,20 +76,27 @@ class SignatureComputer:
         return {"signature_parameters": fingerprint(self.params), "bands": self.lsh.bands, "rows": self.lsh.rows,
                 "normalization": self.norm.describe()}
 
-    def band_keys(self, texts: pa.Array) -> tuple[np.ndarray, pa.Array | None]:
-        """Band keys (bands × documents) and, with --verify, each document's shingle set (list<uint32>)."""
-        hashes, offsets = shingle_hashes(normalize(texts, self.norm), self.params.shingle, self.params.ngram)
+    def band_keys(self, texts: pa.Array, lang: pa.Array | None = None) -> tuple[np.ndarray, pa.Array | None]:
+        """Band keys (bands × documents) and, with --verify, each document's shingle set (sorted uint32, as the
+        little-endian bytes of a large_binary value).
+
+        `lang` (the documents' language column, when the input has one) picks char shingles for languages
+        written without spaces."""
+        hashes, offsets = shingle_hashes(normalize(texts, self.norm), self.params.shingle, self.params.ngram,
+                                         self.params.spaceless_ngram, lang)
         keys = band_keys(signatures(hashes, offsets, self.a, self.b), self.lsh.bands, self.lsh.rows)
         keys[:, np.diff(offsets) == 0] = uf.NO_KEY
         sets = None
-        if self.params.verify:
+        if self.params.verify:  # raw uint32 bytes: a Parquet list column costs ~70 bytes per value to write
             values, set_offsets = shingle_sets(hashes, offsets)
-            sets = pa.LargeListArray.from_arrays(pa.array(set_offsets), pa.array(values))
+            sets = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(set_offsets) - 1,
+                                                    [None, pa.py_buffer(set_offsets * 4), pa.py_buffer(values)])
         return keys, sets
 
     def __call__(self, batch: pa.RecordBatch, columns: Columns, where: str) -> pa.RecordBatch:
         id_hi, id_lo = store.document_ids(batch, columns, where)
-        keys, sets = self.band_keys(batch.column(columns.text))
+        lang = batch.column("lang") if "lang" in batch.schema.names else None
+        keys, sets = self.band_keys(batch.column(columns.text), lang)
         arrays = [pa.array(id_hi), pa.array(id_lo), pa.array(keep_values(batch, columns, self.params.keep, where))]
         names = ["id_hi", "id_lo", "keep_value"]
         for band in range(self.lsh.bands):
@@ -98,6 +106,28 @@ class SignatureComputer:
             arrays.append(sets)
             names.append("shingles")
         return pa.RecordBatch.from_arrays(arrays, names)
+
+
+def kernels_to_compile() -> list[str]:
+    """The numba kernels of the MinHash passes that have no compiled copy in numba's cache for this source.
+
+    Compiling them takes ~15 s on the first run; later runs load them from the cache (`cache=True`).
+    """
+    from curate.stages.dedup import minhash, shingles
+
+    kernels = [shingles._normalize, shingles._compact, shingles._count_words, shingles._word_shingles,
+               shingles._count_codepoints, shingles._char_shingles, shingles._spaceless_share,
+               shingles._sort_unique_segments, shingles._compact_segments, minhash._signatures, minhash._band_keys,
+               store._hash_strings, uf.run_edges, uf.union_pairs, uf.flatten, uf.edge_jaccard]
+    missing = []
+    for kernel in kernels:
+        try:
+            cached = bool(kernel._cache._cache_file._load_index())  # numba internals: assume cached if they move
+        except (AttributeError, OSError):
+            cached = True
+        if not cached:
+            missing.append(kernel.__name__)
+    return missing
 
 
 def compute_signatures(params: SignatureParams, io: IOOptions, out: str | Path) -> dict:
@@ -110,8 +140,8 @@ def compute_signatures(params: SignatureParams, io: IOOptions, out: str | Path) 
 def _check_compatible(index: dict, corpus: dict, index_path: str) -> None:
     keys = ("bands", "rows", "normalization")
     a, b = index["signature_parameters"], corpus["signature_parameters"]
-    same = ("num_perm", "ngram", "shingle", "seed", "threshold")
-    different = [k for k in keys if index[k] != corpus[k]] + [k for k in same if a[k] != b[k]]
+    same = ("num_perm", "ngram", "shingle", "spaceless_ngram", "seed", "threshold")
+    different = [k for k in keys if index[k] != corpus[k]] + [k for k in same if a.get(k) != b.get(k)]
     if different:
         raise UsageError(f"--against {index_path}: the index was made with other signature parameters ("
                          + ", ".join(f"{k}: {index.get(k, a.get(k))} there, {corpus.get(k, b.get(k))} here"
@@ -146,6 +176,8 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
             stale.unlink(missing_ok=True)
     edges_path = out.path / _edges_name(plan, task, count)
     if not edges_path.exists():
+        if task == 0:
+            store.check_unique_ids(Path(sig_dir), parts, params.partition_rows)
         parent = uf.new_parent(total)
         matched = np.zeros(total, dtype=bool)
         verify = header["signature_parameters"]["verify"]
@@ -185,8 +217,11 @@ def load_sets(parts: list[Path], docs: np.ndarray) -> tuple[np.ndarray, np.ndarr
         lo, hi = np.searchsorted(docs, [start, start + len(column)])
         if hi > lo:
             picked = column.take(pa.array(docs[lo:hi] - start))
-            flat.append(picked.flatten().to_numpy())
-            offsets.append(offsets[-1][-1] + np.diff(picked.offsets.to_numpy()).cumsum())
+            _, offsets_buffer, data_buffer = picked.buffers()
+            byte_offsets = np.frombuffer(offsets_buffer, np.int64)[picked.offset : picked.offset + len(picked) + 1]
+            data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+            flat.append(data[byte_offsets[0] : byte_offsets[-1]].view(np.uint32))
+            offsets.append(offsets[-1][-1] + np.diff(byte_offsets).cumsum() // 4)
         start += len(column)
     return np.concatenate(flat), np.concatenate(offsets)
 
@@ -274,7 +309,6 @@ def write_clusters(
     root_hi = id_hi[np.searchsorted(members, roots)]
     table = pa.table([id_hi, id_lo, root_hi.view(np.int64), sizes, kept], schema=CLUSTER_SCHEMA)
     table = table.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
-    _check_unique_ids(table)
     writer = ShardWriter(out, 0, 1 << 62)
     writer.write(table)
     record = UnitRecord(0, writer.commit(), {"docs_in": total})
@@ -293,15 +327,6 @@ def write_clusters(
 
 def store_gather(parts: list[Path], column: str, wanted: np.ndarray) -> np.ndarray:
     return uf.gather(store.read_column(parts, column), wanted)
-
-
-def _check_unique_ids(table: pa.Table) -> None:
-    hi = table.column("id_hi").to_numpy()
-    lo = table.column("id_lo").to_numpy()
-    same = (hi[1:] == hi[:-1]) & (lo[1:] == lo[:-1])
-    if same.any():
-        raise InputError("input", "two documents share one id; dedup finds documents by --id-column, "
-                                  "so ids must be unique (give each document its own id)")
 
 
 class ClusterLookup:

@@ -32,6 +32,10 @@ class SignatureParams(NormalizeParams):
     num_perm: int = option(112, "MinHash permutations per document.")
     ngram: int = option(5, "Shingle size: words per word n-gram, or code points per char n-gram.")
     shingle: str = option("words", "Shingle kind: word n-grams or character n-grams.", choices=["words", "chars"])
+    spaceless_ngram: int = option(
+        5, "With --shingle words: code points per char n-gram for text written without spaces (Chinese, Japanese, "
+        "Thai, Lao, Khmer, Myanmar, Tibetan), chosen per document by its lang column or its script; 0: words.",
+    )
     seed: int = option(1, "Seed of the permutations: same seed + same input = same clusters.")
     false_positive_weight: float = option(
         0.1, "Weight of false positives when choosing bands x rows (datasketch's minimisation)."
@@ -51,6 +55,8 @@ class SignatureParams(NormalizeParams):
             raise UsageError(f"--num-perm must be ≥ 2, got {self.num_perm}")
         if self.ngram < 1:
             raise UsageError(f"--ngram must be ≥ 1, got {self.ngram}")
+        if self.spaceless_ngram < 0:
+            raise UsageError(f"--spaceless-ngram must be ≥ 0, got {self.spaceless_ngram}")
         if self.keep not in ("first", "longest") and not (self.keep.startswith("max:") and len(self.keep) > 4):
             raise UsageError(f"--keep must be first, longest or max:COLUMN, got {self.keep!r}")
 

@@ -13,6 +13,11 @@ Shingles:
     n-gram string is ever built. Documents with 1..n-1 words get one shingle made of all their words.
   chars: XXH64 (seed 0) of the UTF-8 bytes of every window of n code points; shorter documents get one
     shingle, the whole text.
+  words, for text written without spaces: Chinese, Japanese, Thai, Lao, Khmer, Myanmar and Tibetan have no
+    words to split, so whitespace "words" would be whole clauses and only identical text would match. A
+    document whose `lang` names such a language (zh, ja, th, … and their ISO 639-3 codes), or whose letters
+    are at least half in those scripts, gets char shingles of `spaceless_ngram` code points instead, chosen
+    per document.
 Empty documents (after normalisation) have no shingles and never join a cluster.
 """
 
@@ -31,6 +36,15 @@ from curate.stages.dedup.hashing import fmix64, xxh64
 
 NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 TABLE_SIZE = 0x20000  # code points in the tables (planes 0 and 1); beyond: letters, unchanged
+# Scripts written without spaces between words: Thai, Lao, Tibetan, Myanmar, Khmer, kana, CJK ideographs
+# (beyond plane 1: the CJK extensions of planes 2 and 3)
+_SPACELESS_RANGES = ((0x0E00, 0x0EFF), (0x0F00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF),
+                     (0x31F0, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F))
+_SPACELESS_PLANES = (0x20000, 0x3FFFF)
+SPACELESS_LANGS = frozenset({
+    "zh", "zho", "chi", "cmn", "yue", "wuu", "gan", "hak", "nan", "lzh", "cdo", "hsn", "ja", "jpn",
+    "th", "tha", "lo", "lao", "km", "khm", "my", "mya", "bur", "bo", "bod", "tib", "dz", "dzo",
+})
 _OTHER, _DIGIT, _SEPARATOR, _SPACE, _MARK = 0, 1, 2, 3, 4
 
 
@@ -75,6 +89,14 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if len(decomposed) == 1:
             base[cp] = ord(decomposed[0])
     return lower, base, classes
+
+
+@functools.lru_cache(maxsize=1)
+def _spaceless_table() -> np.ndarray:
+    table = np.zeros(TABLE_SIZE, dtype=np.bool_)
+    for low, high in _SPACELESS_RANGES:
+        table[low : high + 1] = True
+    return table
 
 
 @nb.njit(inline="always", cache=True)
@@ -309,8 +331,55 @@ def _char_shingles(data, offsets, shingle_offsets, ngram, out):
             out[s + k] = xxh64(data, starts[k], starts[k + width], zero)
 
 
-def shingle_hashes(normalized: pa.Array, shingle: str, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hash every shingle of every document: (flat uint64 hashes, int64 offsets per document)."""
+@nb.njit(parallel=True, cache=True)
+def _spaceless_share(data, offsets, table, planes_low, planes_high, out):
+    """Share of each document's non-space code points that are in scripts written without spaces."""
+    for d in nb.prange(len(offsets) - 1):
+        i = offsets[d]
+        letters = 0
+        spaceless = 0
+        while i < offsets[d + 1]:
+            cp, width = _decode(data, i)
+            i += width
+            if cp == 32 or (9 <= cp <= 13):
+                continue
+            letters += 1
+            if (cp < len(table) and table[cp]) or (planes_low <= cp <= planes_high):
+                spaceless += 1
+        out[d] = spaceless / letters if letters else 0.0
+
+
+def spaceless_documents(normalized: pa.Array, lang: pa.Array | None = None) -> np.ndarray:
+    """Which documents are written without spaces: `lang` names such a language, or at least half of the
+    text's non-space code points are in those scripts (whatever `lang` says: such text has no words)."""
+    data, offsets = string_buffers(normalized)
+    share = np.empty(len(offsets) - 1, dtype=np.float64)
+    _spaceless_share(data, offsets, _spaceless_table(), *_SPACELESS_PLANES, share)
+    chosen = share >= 0.5
+    if lang is not None and (pa.types.is_string(lang.type) or pa.types.is_large_string(lang.type)):
+        base = pc.utf8_lower(pc.extract_regex(lang, r"^(?P<base>[A-Za-z]+)").field("base"))
+        named = pc.fill_null(pc.is_in(base, value_set=pa.array(sorted(SPACELESS_LANGS))), False)
+        chosen |= named.to_numpy(zero_copy_only=False)
+    return chosen
+
+
+def shingle_hashes(
+    normalized: pa.Array, shingle: str, ngram: int, spaceless_ngram: int = 0, lang: pa.Array | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hash every shingle of every document: (flat uint64 hashes, int64 offsets per document).
+
+    With `spaceless_ngram` > 0, word shingling gives documents written without spaces (see
+    `spaceless_documents`) char shingles of that many code points instead.
+    """
+    if shingle == "words" and spaceless_ngram > 0:
+        chars = spaceless_documents(normalized, lang)
+        if chars.any():
+            words = np.nonzero(~chars)[0]
+            spaceless = np.nonzero(chars)[0]
+            return _interleave(len(chars), [
+                (words, *shingle_hashes(normalized.take(pa.array(words)), "words", ngram)),
+                (spaceless, *shingle_hashes(normalized.take(pa.array(spaceless)), "chars", spaceless_ngram)),
+            ])
     data, offsets = string_buffers(normalized)
     if shingle == "words":
         word_counts = _count_words(data, offsets)
@@ -328,6 +397,19 @@ def shingle_hashes(normalized: pa.Array, shingle: str, ngram: int) -> tuple[np.n
     return out, shingle_offsets
 
 
+def _interleave(n_docs: int, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the (documents, hashes, offsets) of disjoint groups of documents back into document order."""
+    counts = np.zeros(n_docs, dtype=np.int64)
+    for docs, _, offsets in groups:
+        counts[docs] = np.diff(offsets)
+    merged_offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(counts, out=merged_offsets[1:])
+    out = np.empty(merged_offsets[-1], dtype=np.uint64)
+    for docs, hashes, offsets in groups:
+        out[np.repeat(merged_offsets[docs] - offsets[:-1], np.diff(offsets)) + np.arange(len(hashes))] = hashes
+    return out, merged_offsets
+
+
 @nb.njit(parallel=True, cache=True)
 def _sort_unique_segments(values, offsets, counts):
     for d in nb.prange(len(offsets) - 1):
@@ -341,6 +423,15 @@ def _sort_unique_segments(values, offsets, counts):
         counts[d] = n
 
 
+@nb.njit(cache=True)
+def _compact_segments(values, offsets, new_offsets):
+    """Move each segment's first new_offsets[d+1] − new_offsets[d] values to new_offsets[d], in place."""
+    for d in range(len(offsets) - 1):
+        source = offsets[d]
+        for i in range(new_offsets[d + 1] - new_offsets[d]):
+            values[new_offsets[d] + i] = values[source + i]
+
+
 def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each document's shingle set as sorted unique uint32 (the low 32 bits of the shingle hashes).
 
@@ -351,6 +442,5 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     _sort_unique_segments(values, offsets, counts)
     new_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=new_offsets[1:])
-    lengths = np.diff(offsets)
-    position_in_doc = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
-    return values[position_in_doc < np.repeat(counts, lengths)], new_offsets
+    _compact_segments(values, offsets, new_offsets)
+    return values[: new_offsets[-1]], new_offsets

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numba as nb
@@ -18,18 +19,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.io.errors import InputError, UsageError
-from curate.io.inputs import Columns
+from curate.io.errors import CurateError, InputError, UsageError
+from curate.io.inputs import STDIN, BadRows, Columns, Unit, read_unit, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import PLAN, write_json_atomic
 from curate.io.runner import run_map_stage
 from curate.params import digest
 from curate.stages.base import MapStage, StageOutput
+from curate.stages.dedup.cluster import group_equal_keys
 from curate.stages.dedup.hashing import xxh64
 from curate.stages.dedup.shingles import string_buffers
 
 HEADER = "_dedup.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: shingle sets as large_binary (uint32 bytes) instead of large_list<uint32>
 
 
 @nb.njit(parallel=True, cache=True)
@@ -104,6 +106,69 @@ def read_column(parts: list[Path], column: str) -> Iterator[np.ndarray]:
 
 def part_rows(parts: list[Path]) -> np.ndarray:
     return np.array([pq.ParquetFile(p).metadata.num_rows for p in parts], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a document of a store came from: its input file, row (or line) and id."""
+
+    path: str
+    row: int
+    row_label: str = "row"
+    id: object = None
+
+    def describe(self) -> str:
+        return f"{self.path}, {self.row_label} {self.row}"
+
+
+def locate(store_dir: Path, parts: list[Path], doc: int) -> Location:
+    """Input file, row and id of the document with compact id `doc`, found by rereading its unit.
+
+    Stores keep only id hashes; rereading the one unit (as the pass read it, skipping the same bad rows)
+    gives the row number and the id itself for an error message. Without the input (stdin, moved files),
+    the row is counted from the unit's first row.
+    """
+    plan = json.loads((store_dir / PLAN).read_text())
+    io = plan["parameters"]["io"]
+    unit_of_part = np.array([int(p.name[len("part-"):len("part-") + 5]) for p in parts])
+    starts = np.concatenate([[0], np.cumsum(part_rows(parts))])
+    unit_index = int(unit_of_part[np.searchsorted(starts, doc, side="right") - 1])
+    offset = doc - int(starts[np.argmax(unit_of_part == unit_index)])
+    described = plan["units"][unit_index]
+    located = Location(described["path"], described["row_start"] + offset)
+    if described["path"] == STDIN:
+        return dataclasses.replace(located, row=offset + 1, row_label="line")
+    try:
+        unit = Unit(unit_index, resolve_inputs([described["path"]])[0], described["row_start"],
+                    described["row_stop"])
+        columns = Columns(io["text_column"], io["id_column"])
+        for batch, rows in read_unit(unit, columns, 8192, BadRows(skip=io["on_error"] == "skip")):
+            if offset < batch.num_rows:
+                return Location(unit.file.path, int(rows[offset]), "line" if unit.file.format == "jsonl" else "row",
+                                batch.column(columns.id)[offset].as_py())
+            offset -= batch.num_rows
+    except (CurateError, OSError):
+        pass
+    return located
+
+
+def io_id_column(store_dir: Path) -> str:
+    return json.loads((store_dir / PLAN).read_text())["parameters"]["io"]["id_column"]
+
+
+def check_unique_ids(store_dir: Path, parts: list[Path], partition_rows: int) -> None:
+    """Refuse documents that share an id (exit 3, naming both): the filter pass finds documents again by id,
+    so a shared id would let a unique document go with a removed duplicate, or keep both copies."""
+    total = int(part_rows(parts).sum())
+    chunks = zip(read_column(parts, "id_hi"), read_column(parts, "id_lo"), strict=True)
+    for left, right in group_equal_keys(chunks, total, partition_rows):
+        if len(left):
+            first = int(np.argmin(right))
+            second, other = locate(store_dir, parts, int(right[first])), locate(store_dir, parts, int(left[first]))
+            named = "this id" if second.id is None else f"id {second.id!r}"
+            raise InputError(second.path, f"{named} is also the id of {other.describe()}; dedup finds "
+                             "documents by --id-column, so ids must be unique (give each document its own id)",
+                             row=second.row, column=io_id_column(store_dir), row_label=second.row_label)
 
 
 class UnitPass(MapStage):

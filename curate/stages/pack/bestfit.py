@@ -77,6 +77,19 @@ def best_fit_decreasing(lengths, width):  # pragma: no cover - jit
     return bin_of, offset_of, bins
 
 
+@numba.njit(cache=True, nogil=True)
+def _place_chunks(tokens, lengths, destinations, input_ids, position_ids):  # pragma: no cover - jit
+    """Copy chunk i (the next lengths[i] tokens) to destinations[i] with positions 0, 1, …: no per-token index
+    arrays, so a window holding a huge document costs only its output."""
+    source = 0
+    for i in range(len(lengths)):
+        start = destinations[i]
+        for k in range(lengths[i]):
+            input_ids[start + k] = tokens[source + k]
+            position_ids[start + k] = k
+        source += lengths[i]
+
+
 @dataclass
 class PackedBins:
     input_ids: np.ndarray  # (bins, width), padded
@@ -102,16 +115,9 @@ def pack_window(batch: TokenBatch, width: int, pad_id: int) -> PackedBins:
     """Best-fit pack every document of `batch` (one window) into padded sequences of `width` tokens."""
     lengths, counts = chunk_lengths(batch.lengths, width)
     bin_of, offset_of, bins = best_fit_decreasing(lengths, width)
-    chunk_start = np.zeros(len(lengths), np.int64)
-    np.cumsum(lengths[:-1], out=chunk_start[1:])
-    token_chunk = np.repeat(np.arange(len(lengths)), lengths)
-    source = np.arange(len(batch.tokens), dtype=np.int64)
-    within = source - chunk_start[token_chunk]
-    destination = (bin_of * width + offset_of)[token_chunk] + within
     input_ids = np.full(bins * width, pad_id, batch.tokens.dtype)
-    input_ids[destination] = batch.tokens
     position_ids = np.full(bins * width, -1, np.int32)
-    position_ids[destination] = within
+    _place_chunks(batch.tokens, lengths, bin_of * width + offset_of, input_ids, position_ids)
     # boundaries: per bin its chunk offsets in order, then its used length
     order = np.lexsort((offset_of, bin_of))
     per_bin = np.bincount(bin_of, minlength=bins)

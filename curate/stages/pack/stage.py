@@ -220,7 +220,7 @@ def run_pack(params: PackParams, io: IOOptions) -> dict:
         batches = iter_batches(files, columns, io.batch_size, io.max_rows_per_shard, bad)
 
         def encode(batch: pa.RecordBatch) -> TokenBatch:
-            return tokenize(tokenizer, batch.column(columns.text).to_pylist(), eos_id)
+            return tokenize(tokenizer, batch.column(columns.text), eos_id)
 
         for batch, tokens in _read_ahead(batches, encode):
             missing = [c for c in params.keep_columns if c not in batch.schema.names]
