@@ -173,3 +173,11 @@ def test_overwrite_with_other_parameters_recomputes_everything(tmp_path):
     run("dedup", "minhash", data, "-o", tmp_path / "fresh", "-q", "--threshold", 0.5)
     assert read(tmp_path / "out").equals(read(tmp_path / "fresh"))
     assert read(tmp_path / "fresh").height < strict
+
+
+def test_bands_and_rows_set_the_lsh_geometry(emails, tmp_path):
+    fineweb = run("dedup", "minhash", emails, "-o", tmp_path / "fw", "-q", "--json", "--bands", 14, "--rows", 8)
+    assert "14 bands x 8 rows (112 of 112 hashes)" in fineweb["signatures"]["lsh"]
+    for bad in (["--bands", "14"], ["--bands", "15", "--rows", "8"]):
+        result = runner.invoke(app, ["dedup", "minhash", str(emails), "-o", str(tmp_path / "x"), *bad])
+        assert result.exit_code == 2 and "--rows" in result.output, result.output

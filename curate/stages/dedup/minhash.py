@@ -82,8 +82,13 @@ class LshParams:
     rows: int
 
     @classmethod
-    def choose(cls, threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> LshParams:
-        bands, rows = _optimal_param(threshold, num_perm, fp_weight, fn_weight)
+    def choose(
+        cls, threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5,
+        bands: int | None = None, rows: int | None = None,
+    ) -> LshParams:
+        """The given geometry, or datasketch's choice for the threshold when none is given."""
+        if bands is None or rows is None:
+            bands, rows = _optimal_param(threshold, num_perm, fp_weight, fn_weight)
         return cls(threshold, num_perm, bands, rows)
 
     def candidate_probability(self, jaccard: float) -> float:

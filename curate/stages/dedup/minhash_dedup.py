@@ -68,7 +68,7 @@ class SignatureComputer:
         params.check()
         self.params = params
         self.lsh = LshParams.choose(params.threshold, params.num_perm, params.false_positive_weight,
-                                    params.false_negative_weight)
+                                    params.false_negative_weight, params.bands, params.rows)
         self.a, self.b = permutations(params.num_perm, params.seed)
         self.norm = params.normalization()
 

@@ -37,6 +37,10 @@ class SignatureParams(NormalizeParams):
         "Thai, Lao, Khmer, Myanmar, Tibetan), chosen per document by its lang column or its script; 0: words.",
     )
     seed: int = option(1, "Seed of the permutations: same seed + same input = same clusters.")
+    bands: int | None = option(
+        None, "LSH bands (with --rows; FineWeb: 14 × 8). Default: chosen from --threshold and the two weights."
+    )
+    rows: int | None = option(None, "Hashes per LSH band (with --bands); bands × rows ≤ --num-perm.")
     false_positive_weight: float = option(
         0.1, "Weight of false positives when choosing bands x rows (datasketch's minimisation)."
     )
@@ -55,6 +59,10 @@ class SignatureParams(NormalizeParams):
             raise UsageError(f"--num-perm must be ≥ 2, got {self.num_perm}")
         if self.ngram < 1:
             raise UsageError(f"--ngram must be ≥ 1, got {self.ngram}")
+        if (self.bands is None) != (self.rows is None):
+            raise UsageError("--bands and --rows go together (or leave both out to derive them from --threshold)")
+        if self.bands is not None and not (self.bands >= 1 and self.rows >= 1 and self.bands * self.rows <= self.num_perm):
+            raise UsageError(f"--bands {self.bands} × --rows {self.rows} must be between 1 and --num-perm {self.num_perm}")
         if self.spaceless_ngram < 0:
             raise UsageError(f"--spaceless-ngram must be ≥ 0, got {self.spaceless_ngram}")
         if self.keep not in ("first", "longest") and not (self.keep.startswith("max:") and len(self.keep) > 4):
