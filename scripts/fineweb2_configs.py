@@ -126,7 +126,8 @@ def word_tokenizer(row: dict[str, str]) -> str:
 
 
 def is_one_token(word: str, tokenizer: str) -> bool:
-    return split_words_by_language(pl.Series([word]), np.zeros(1, dtype=np.int64), [tokenizer])["w"].to_list() == [word]
+    tokens = split_words_by_language(pl.Series([word]), np.zeros(1, dtype=np.int64), [tokenizer])
+    return tokens.strings().to_list() == [word]
 
 
 def convert(config: dict, name: str, tokenizer: str) -> tuple[dict, list[str]]:

@@ -42,8 +42,9 @@ def spacy_words(nlp, text: str) -> list[str]:
 
 
 def curate_words(texts: list[str], tokenizer: str) -> list[list[str]]:
-    frame = split_words_by_language(pl.Series(texts), np.zeros(len(texts), dtype=np.int64), [tokenizer])
-    by_doc = {doc: words for doc, words in frame.group_by("doc").agg("w").iter_rows()}
+    tokens = split_words_by_language(pl.Series(texts), np.zeros(len(texts), dtype=np.int64), [tokenizer])
+    frame = pl.DataFrame({"doc": tokens.doc, "w": tokens.strings()})
+    by_doc = {doc: words for doc, words in frame.group_by("doc", maintain_order=True).agg("w").iter_rows()}
     return [by_doc.get(i, []) for i in range(len(texts))]
 
 
@@ -163,3 +164,16 @@ def test_fineweb_chain_matches_datatrove_on_real_documents(shared_data: Path):
             assert xxhash.xxh64_hexdigest(kept[doc_id].encode()) == want["text_xxh64"], doc_id
         else:
             assert removed_by.get(doc_id) == want["removed"], doc_id
+
+
+def test_long_texts_are_split_in_pieces_with_the_same_tokens(shared_data: Path, monkeypatch):
+    """Texts longer than a piece are cut at single spaces: the tokens (and whitespace tokens) are unchanged."""
+    import curate.text.words as words
+
+    texts = real_texts(shared_data)[:60] + ["word  " * 300 + "end.\tNext " * 200]
+    docs = np.arange(len(texts))
+    whole = split_words_by_language(pl.Series(texts), np.zeros(len(texts), dtype=np.int64), ["en"], keep_spaces=True)
+    monkeypatch.setattr(words, "PIECE_CHARS", 500)
+    pieces = split_words_by_language(pl.Series(texts), np.zeros(len(texts), dtype=np.int64), ["en"], keep_spaces=True)
+    assert len(docs) and np.array_equal(whole.doc, pieces.doc)
+    assert whole.strings().to_list() == pieces.strings().to_list()

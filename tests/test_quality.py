@@ -137,12 +137,13 @@ def test_ngram_kernel_matches_python_reference(shared_data: Path):
     tokens = split_words(texts).to_list()
     # tokens whose concatenations collide ("ab"+"c" == "a"+"bc") must count as the same repeated n-gram
     tokens.append(["a", "bc", "x", "ab", "c", "y", "a", "b", "c", "z"])
-    flat = pa.array([w for doc in tokens for w in doc], pa.string())
-    lengths = np.array([len(w) for doc in tokens for w in doc], dtype=np.int64)
-    hashes, powers = _token_hashes(flat)
+    vocab = sorted({w for doc in tokens for w in doc})
+    token = np.array([vocab.index(w) for doc in tokens for w in doc], dtype=np.int64)
+    hashes, powers = _token_hashes(pa.array(vocab, pa.string()))
+    lengths = np.array([len(w) for w in vocab], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum([len(doc) for doc in tokens])]).astype(np.int64)
     ns = np.array([2, 3, 4, 5, 7, 10], dtype=np.int64)
-    top, dup = _ngram_chars(starts, hashes, powers, lengths, ns, ns)
+    top, dup = _ngram_chars(starts, token, hashes, powers, lengths, ns, ns)
     assert dup[-1, 0] == 3  # "a"+"bc" repeated as "ab"+"c"
     for d, words in enumerate(tokens):
         for k, n in enumerate(ns):

@@ -16,11 +16,13 @@ fall back to curate's per-character split of scripts written without spaces (:mo
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.text import explode_with_index, split_words
 
@@ -163,11 +165,12 @@ class SpacySplitter:
         self.known = pl.concat([self.known, new])
         self.tokens = pl.concat([self.tokens, fast_tokens.explode().rename("w"), rest_tokens.rename("w")])
 
-    def split(self, texts: pl.Series, doc_ids: np.ndarray, keep_spaces: bool = False) -> pl.DataFrame:
-        """``(doc, w)`` rows in text order for ``texts`` (document ids ``doc_ids``). With ``keep_spaces``,
-        the whitespace tokens spaCy makes (any whitespace run but a single space) are rows too."""
+    def split(self, texts: pl.Series, doc_ids: np.ndarray, keep_spaces: bool = False) -> Tokens:
+        """The tokens of ``texts`` (document ids ``doc_ids``) in text order. With ``keep_spaces``, the
+        whitespace tokens spaCy makes (any whitespace run but a single space) are tokens too."""
         pieces = (
-            pl.DataFrame({"doc": doc_ids.astype(np.uint32), "span": texts.str.extract_all(_SPAN_OR_GAP if keep_spaces else _SPAN)})
+            pl.DataFrame({"doc": doc_ids.astype(np.uint32),
+                          "span": texts.str.extract_all(_SPAN_OR_GAP if keep_spaces else _SPAN)})
             .explode("span")
             .drop_nulls("span")
             .filter(pl.col("span") != " ")
@@ -175,21 +178,22 @@ class SpacySplitter:
         )
         if self.known.height > self.capacity:
             self._forget()
-        spans = pieces.filter(~pl.col("gap"))
-        missing = spans.join(self.known, on="key", how="anti")
+        missing = pieces.filter(~pl.col("gap")).join(self.known, on="key", how="anti")
         if missing.height:
             self._learn(missing.unique("key", keep="first", maintain_order=True)["span"])
         found = pieces.join(self.known, on="key", how="left", maintain_order="left")
         gaps = found["gap"].to_numpy()
         first = found["first"].fill_null(0).to_numpy().copy()
         counts = found["count"].fill_null(1).to_numpy()
-        first[gaps] = len(self.tokens) + np.arange(gaps.sum())  # a whitespace token is itself
-        tokens = pl.concat([self.tokens, found["span"].filter(pl.Series(gaps)).rename("w")]) if gaps.any() else self.tokens
+        vocab = self.tokens
+        if gaps.any():  # a whitespace token is itself
+            first[gaps] = len(vocab) + np.arange(gaps.sum())
+            vocab = pl.concat([vocab, found["span"].filter(pl.Series(gaps)).rename("w")])
         occurrence = np.repeat(np.arange(len(first)), counts)
         starts = np.zeros(len(first) + 1, dtype=np.int64)
         np.cumsum(counts, out=starts[1:])
-        token_index = first[occurrence] + np.arange(len(occurrence)) - starts[occurrence]
-        return pl.DataFrame({"doc": found["doc"].gather(occurrence), "w": tokens.gather(token_index)})
+        token = first[occurrence] + np.arange(len(occurrence)) - starts[occurrence]
+        return Tokens(found["doc"].to_numpy()[occurrence], token.astype(np.int32), vocab).compact()
 
 
 #: letters whose plain runs spaCy keeps whole unless an affix rule of the language matches letters
@@ -232,52 +236,167 @@ def spacy_splitter(code: str) -> SpacySplitter | None:
     return SpacySplitter(nlp) if nlp is not None else None
 
 
+@dataclass
+class Tokens:
+    """Tokens in text order: each one's document (``doc``) and string (``vocab[token]``).
+
+    Per-token features are computed once per distinct string (``vocab``) and gathered by ``token``.
+    """
+
+    doc: np.ndarray  # uint32, ascending
+    token: np.ndarray  # int32 index into vocab
+    vocab: pl.Series  # distinct strings
+
+    def compact(self) -> Tokens:
+        """The same tokens over a vocabulary of the distinct strings they use (one id per string)."""
+        used = np.zeros(len(self.vocab), dtype=bool)
+        used[self.token] = True
+        strings = self.vocab.filter(pl.Series(used))
+        distinct = strings.unique(maintain_order=True)
+        if len(distinct) == len(self.vocab):
+            return self
+        id_of_used = (
+            pl.DataFrame({"w": strings})
+            .join(pl.DataFrame({"w": distinct, "id": np.arange(len(distinct), dtype=np.int64)}), on="w",
+                  how="left", maintain_order="left")["id"]
+            .to_numpy()
+        )
+        new_id = np.zeros(len(self.vocab), dtype=np.int32)  # old id -> new id, for the used ids
+        new_id[used] = id_of_used
+        return Tokens(self.doc, new_id[self.token], distinct)
+
+    def subset(self, new_doc: np.ndarray) -> Tokens:
+        """Tokens of the documents with ``new_doc[doc] >= 0``, renumbered to ``new_doc``."""
+        doc = new_doc[self.doc]
+        keep = doc >= 0
+        return Tokens(doc[keep].astype(np.uint32), self.token[keep], self.vocab).compact()
+
+    def per_token(self, values: np.ndarray | pl.Series) -> np.ndarray:
+        """A feature of each distinct string, for every token."""
+        return np.asarray(values)[self.token]
+
+    def strings(self) -> pl.Series:
+        return self.vocab.gather(self.token)
+
+
+def _concat(parts: list[Tokens]) -> Tokens:
+    """One token list from several (documents interleaved: stable by document)."""
+    offsets = np.cumsum([0] + [len(p.vocab) for p in parts])
+    doc = np.concatenate([p.doc for p in parts])
+    token = np.concatenate([p.token + offset for p, offset in zip(parts, offsets, strict=False)])
+    if len(doc) and (np.diff(doc.astype(np.int64)) < 0).any():
+        order = np.argsort(doc, kind="stable")
+        doc, token = doc[order], token[order]
+    return Tokens(doc, token, pl.concat([p.vocab for p in parts])).compact()
+
+
 def split_words_by_language(
     texts: pl.Series, splitter_of_doc: np.ndarray, splitters: list[str], keep_spaces: bool = False
-) -> pl.DataFrame:
-    """Word tokens ``(doc, pos, w)`` of every text, each document split by its language's word splitter.
+) -> Tokens:
+    """Word tokens of every text, each document split by its language's word splitter.
 
     ``splitters`` names the splitters (a spaCy language code, or ``regex``) and ``splitter_of_doc`` gives
-    each document's index into it. Rows are in document order, tokens in text order. ``keep_spaces`` keeps
-    spaCy's whitespace tokens (for sentence boundaries); words never include them.
+    each document's index into it. ``keep_spaces`` keeps spaCy's whitespace tokens (for sentence
+    boundaries); words never include them.
     """
     parts = []
     for k, name in enumerate(splitters):
         rows = np.nonzero(splitter_of_doc == k)[0]
         if len(rows) == 0:
             continue
-        subset = texts.gather(rows) if len(rows) < len(texts) else texts
         splitter = spacy_splitter(name) if name != REGEX_SPLITTER else None
-        if splitter is None:
-            frame = explode_with_index(split_words(subset), "w")
-            parts.append(pl.DataFrame({"doc": pl.Series(rows.astype(np.uint32)).gather(frame["doc"]), "w": frame["w"]}))
-        else:
-            parts.append(splitter.split(subset, rows, keep_spaces))
+        for piece_texts, piece_docs in _pieces(texts.gather(rows) if len(rows) < len(texts) else texts, rows):
+            if splitter is not None:
+                parts.append(splitter.split(piece_texts, piece_docs, keep_spaces))
+                continue
+            frame = explode_with_index(split_words(piece_texts), "w")
+            vocab = frame["w"].unique(maintain_order=True)
+            token = frame.select("w").join(
+                pl.DataFrame({"w": vocab, "id": np.arange(len(vocab), dtype=np.int64)}), on="w", how="left",
+                maintain_order="left",
+            )["id"].to_numpy()
+            parts.append(Tokens(piece_docs.astype(np.uint32)[frame["doc"].to_numpy()], token.astype(np.int32), vocab))
     if not parts:
-        return pl.DataFrame(schema={"doc": pl.UInt32, "pos": pl.Int64, "w": pl.String})
-    frame = pl.concat(parts) if len(parts) > 1 else parts[0]
-    if len(parts) > 1:
-        frame = frame.sort("doc", maintain_order=True)
-    return frame.with_columns(pos=pl.int_range(pl.len()).over("doc")).select("doc", "pos", "w")
+        return Tokens(np.zeros(0, np.uint32), np.zeros(0, np.int32), pl.Series("w", [], dtype=pl.String))
+    return parts[0] if len(parts) == 1 else _concat(parts)
 
 
-def count_sentences(tokens: pl.DataFrame, n_items: int) -> np.ndarray:
-    """Sentences per item as spaCy's sentencizer counts them, from ``(doc, w)`` token rows in order.
+#: characters of text split at once: bounds the memory of the long intermediate frames
+PIECE_CHARS = 4_000_000
+
+
+def _pieces(texts: pl.Series, docs: np.ndarray) -> Iterator[tuple[pl.Series, np.ndarray]]:
+    """Groups of texts of about ``PIECE_CHARS`` characters; a longer text is cut at single spaces between
+    two words (no token crosses such a cut, and no whitespace token is lost), its parts keeping its id."""
+    lengths = texts.str.len_chars().fill_null(0).to_numpy()
+    if lengths.sum() <= PIECE_CHARS:
+        yield texts, docs
+        return
+    start = 0
+    while start < len(texts):
+        end, total = start, 0
+        while end < len(texts) and (end == start or total + lengths[end] <= PIECE_CHARS):
+            total += lengths[end]
+            end += 1
+        if end - start == 1 and total > PIECE_CHARS:
+            for part in _cut_at_spaces(texts.slice(start, 1), PIECE_CHARS):
+                yield part, docs[start : start + 1]
+        else:
+            yield texts.slice(start, end - start), docs[start:end]
+        start = end
+
+
+def _last_single_space(data: np.ndarray, low: int, high: int, first: bool = False) -> int | None:
+    """The last (or first) byte in ``[low, high)`` that is a space between two printable ASCII bytes."""
+    for lo in (range(low, high, 1 << 20) if first else [low]):
+        hi = min(high, lo + (1 << 20)) if first else high
+        window = data[lo - 1 : hi + 1]
+        printable = (window >= 0x21) & (window <= 0x7E)
+        found = np.nonzero((window[1:-1] == 0x20) & printable[:-2] & printable[2:])[0]
+        if len(found):
+            return lo + int(found[0] if first else found[-1])
+    return None
+
+
+def _cut_at_spaces(text: pl.Series, size: int) -> Iterator[pl.Series]:
+    """Parts of one long text of roughly ``size`` characters (``size`` bytes at most), cut in its UTF-8
+    bytes at single spaces between two printable ASCII characters: no span or whitespace run is cut."""
+    array = text.to_arrow().cast(pa.large_string())
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + 2]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[1]]
+    start = 0
+    while len(data) - start > size:
+        cut = _last_single_space(data, start + size // 2, start + size)
+        if cut is None:
+            cut = _last_single_space(data, start + size, len(data) - 1, first=True)
+            if cut is None:
+                break
+        yield pl.Series(text.name, [bytes(data[start:cut]).decode("utf-8")], dtype=pl.String)
+        start = cut + 1  # the single space between the parts is no token
+    yield pl.Series(text.name, [bytes(data[start:]).decode("utf-8")], dtype=pl.String)
+
+
+def count_sentences(tokens: Tokens, n_items: int) -> np.ndarray:
+    """Sentences per item as spaCy's sentencizer counts them, from the items' tokens (spaces included).
 
     A sentence ends at a sentence terminator (``.``, ``!``, ``?``, ``。`` …); the next sentence starts at
     the first following token that is neither punctuation nor a terminator. An item with tokens has at
     least one sentence.
     """
-    flags = tokens.select(
-        "doc",
-        terminator=pl.col("w").is_in(pl.Series(sorted(sentence_terminators())).implode()),
-        punct=pl.col("w").str.contains(_PUNCT_TOKEN),
-    ).with_columns(seen=pl.col("terminator").cast(pl.Int64).cum_sum().over("doc"))
-    starts = (
-        flags.filter(~pl.col("punct") & ~pl.col("terminator"))
-        .with_columns(before=pl.col("seen").shift(1, fill_value=0).over("doc"))
-        .filter(pl.col("seen") > pl.col("before"))
+    terminator = tokens.per_token(
+        tokens.vocab.is_in(pl.Series(sorted(sentence_terminators())).implode()).to_numpy()
     )
-    sentences = np.bincount(starts["doc"].to_numpy(), minlength=n_items)
-    has_tokens = np.bincount(tokens["doc"].to_numpy(), minlength=n_items) > 0
-    return sentences + has_tokens
+    normal = ~terminator & ~tokens.per_token(tokens.vocab.str.contains(_PUNCT_TOKEN).to_numpy())
+    seen = np.cumsum(terminator)  # terminators so far (over all items: only differences count)
+    doc = tokens.doc
+    normal_at = np.nonzero(normal)[0]
+    before = np.empty(len(normal_at), dtype=np.int64)
+    if len(normal_at):
+        # terminators before the item's previous normal token, or before the item's first token
+        previous = np.concatenate([[-1], normal_at[:-1]])
+        same_item = np.concatenate([[False], doc[normal_at[1:]] == doc[normal_at[:-1]]])
+        item_start = np.searchsorted(doc, doc[normal_at], side="left")
+        before = np.where(same_item, seen[np.maximum(previous, 0)], np.where(item_start > 0, seen[item_start - 1], 0))
+    starts = normal_at[seen[normal_at] > before]
+    has_tokens = np.bincount(doc, minlength=n_items) > 0
+    return np.bincount(doc[starts], minlength=n_items) + has_tokens

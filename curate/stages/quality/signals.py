@@ -24,7 +24,7 @@ import pyarrow as pa
 from curate.stages.quality.charsets import SYMBOL_CHARACTERS, TERMINAL_PUNCTUATION
 from curate.stages.quality.config import LanguageSettings
 from curate.text import explode_with_index
-from curate.text.words import count_sentences, sentence_terminators, split_words_by_language
+from curate.text.words import Tokens, count_sentences, sentence_terminators, split_words_by_language
 
 #: Python's ``str.isspace`` characters (what ``strip()`` and ``split()`` remove)
 _SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -148,13 +148,14 @@ class TextView:
         view = TextView(self.texts.gather(rows), self.per_doc.subset(rows))
         new_id = np.full(self.n_docs, -1, dtype=np.int64)
         new_id[rows] = np.arange(len(rows))
-        for name in ("words", "python_lines"):
-            if name in self.__dict__:
-                frame = self.__dict__[name]
-                doc = new_id[frame["doc"].to_numpy()]
-                view.__dict__[name] = frame.filter(pl.Series(doc >= 0)).with_columns(
-                    doc=pl.Series(doc[doc >= 0].astype(np.uint32))
-                )
+        if "words" in self.__dict__:
+            view.__dict__["words"] = self.words.subset(new_id)
+        if "python_lines" in self.__dict__:
+            frame = self.python_lines
+            doc = new_id[frame["doc"].to_numpy()]
+            view.__dict__["python_lines"] = frame.filter(pl.Series(doc >= 0)).with_columns(
+                doc=pl.Series(doc[doc >= 0].astype(np.uint32))
+            )
         return view
 
     @cached_property
@@ -162,14 +163,14 @@ class TextView:
         return self.texts.str.len_chars().fill_null(0).to_numpy().astype(np.float64)
 
     @cached_property
-    def words(self) -> pl.DataFrame:
-        """``(doc, pos, w)``: the tokens of the document language's reference word tokenizer."""
+    def words(self) -> Tokens:
+        """The tokens of the document language's reference word tokenizer."""
         splitter_of_doc, names = self.per_doc.word_splitters()
         return split_words_by_language(self.texts, splitter_of_doc, names)
 
     @cached_property
     def n_words(self) -> np.ndarray:
-        return _per_doc_sum(self.words["doc"].to_numpy(), None, self.n_docs)
+        return _per_doc_sum(self.words.doc, None, self.n_docs)
 
     @cached_property
     def python_lines(self) -> pl.DataFrame:
@@ -188,17 +189,13 @@ class TextView:
 
 def gopher_quality(view: TextView) -> FilterSignals:
     n_docs, words = view.n_docs, view.words
-    token_stats = words.select(
-        "doc",
-        is_word=~pl.col("w").str.contains(_SYMBOL_TOKEN),
-        has_letter=pl.col("w").str.contains(r"\p{L}"),
-        length=pl.col("w").str.len_chars(),
-    )
-    doc = token_stats["doc"].to_numpy()
-    is_word = token_stats["is_word"].to_numpy()
+    vocab = words.vocab
+    doc = words.doc
+    is_word = words.per_token(~vocab.str.contains(_SYMBOL_TOKEN).to_numpy())
     n_words = _per_doc_sum(doc[is_word], None, n_docs)
-    word_chars = _per_doc_sum(doc[is_word], token_stats["length"].to_numpy()[is_word], n_docs)
-    n_letter = _per_doc_sum(doc, token_stats["has_letter"].to_numpy().astype(np.float64), n_docs)
+    lengths = words.per_token(vocab.str.len_chars().to_numpy().astype(np.float64))
+    word_chars = _per_doc_sum(doc[is_word], lengths[is_word], n_docs)
+    n_letter = _per_doc_sum(doc, words.per_token(vocab.str.contains(r"\p{L}").to_numpy()).astype(np.float64), n_docs)
     n_tokens = view.n_words
 
     line_stats = view.python_lines.select(
@@ -226,23 +223,18 @@ def gopher_quality(view: TextView) -> FilterSignals:
     return FilterSignals(values)
 
 
-def _stop_word_counts(tokens: pl.DataFrame, per_doc: PerDoc, n_docs: int) -> np.ndarray:
+def _stop_word_counts(words: Tokens, per_doc: PerDoc, n_docs: int) -> np.ndarray:
     """Distinct stop words of each document's language present in it (exact, case-sensitive match)."""
-    stop = pl.DataFrame(
-        [(i, w) for i, s in enumerate(per_doc.settings) for w in s.stop_words],
-        schema={"lang": pl.Int32, "w": pl.String},
-        orient="row",
-    )
-    if stop.height == 0:
-        return np.zeros(n_docs, dtype=np.int32)
-    candidates = tokens.filter(pl.col("w").is_in(stop["w"].unique().implode()))
-    lang = pl.Series("lang", per_doc.lang_index.astype(np.int32))
-    found = (
-        candidates.with_columns(lang=lang.gather(candidates["doc"]))
-        .join(stop, on=["lang", "w"], how="inner")
-        .unique(["doc", "w"])
-    )
-    return _per_doc_sum(found["doc"].to_numpy(), None, n_docs).astype(np.int32)
+    counts = np.zeros(n_docs, dtype=np.int32)
+    doc_lang = per_doc.lang_index[words.doc]
+    for lang, settings in enumerate(per_doc.settings):
+        if not settings.stop_words:
+            continue
+        is_stop = words.per_token(words.vocab.is_in(pl.Series(settings.stop_words).implode()).to_numpy())
+        hits = np.nonzero(is_stop & (doc_lang == lang))[0]
+        pairs = np.unique(words.doc[hits].astype(np.int64) * len(words.vocab) + words.token[hits])
+        counts += np.bincount(pairs // len(words.vocab), minlength=n_docs).astype(np.int32)
+    return counts
 
 
 def _duplicates(frame: pl.DataFrame, column: str, n_docs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -287,12 +279,13 @@ def gopher_repetition(view: TextView) -> FilterSignals:
         words = view.words
         starts = np.zeros(n_docs + 1, dtype=np.int64)
         np.cumsum(view.n_words, out=starts[1:])
-        token_hash, token_power = _token_hashes(words["w"].to_arrow())
+        vocab_hash, vocab_power = _token_hashes(words.vocab.to_arrow())
         top, dup = _ngram_chars(
             starts,
-            token_hash,
-            token_power,
-            words["w"].str.len_chars().to_numpy().astype(np.int64),
+            words.token,
+            vocab_hash,
+            vocab_power,
+            words.vocab.str.len_chars().to_numpy().astype(np.int64),
             np.asarray(top_ns, dtype=np.int64),
             np.asarray(dup_ns, dtype=np.int64),
         )
@@ -335,38 +328,40 @@ def _polynomial_hashes(offsets, data):
 
 
 @numba.njit(cache=True, inline="always")
-def _joined_hash(hashes: np.ndarray, powers: np.ndarray, start: int, n: int, separator: bool) -> np.uint64:
-    """Hash of ``sep.join(tokens[start:start + n])`` with ``sep`` a space or nothing."""
+def _joined_hash(token, hashes, powers, start: int, n: int, separator: bool) -> np.uint64:
+    """Hash of ``sep.join(words[start:start + n])`` with ``sep`` a space or nothing (never 0: 0 marks a
+    free slot)."""
     h = np.uint64(0)
     for j in range(start, start + n):
         if separator and j > start:
             h = h * _HASH_BASE + np.uint64(33)  # the space byte, shifted like every byte
-        h = h * powers[j] + hashes[j]
-    return h
+        h = h * powers[token[j]] + hashes[token[j]]
+    return h if h != np.uint64(0) else np.uint64(1)
 
 
 @numba.njit(cache=True)
-def _insert(keys: np.ndarray, used: np.ndarray, key: np.uint64) -> tuple[int, bool]:
-    """Slot of ``key`` in an open-addressing table, and whether it was already there."""
+def _insert(keys: np.ndarray, key: np.uint64) -> tuple[int, bool]:
+    """Slot of ``key`` in an open-addressing table (0 = free), and whether it was already there."""
     mask = np.int64(len(keys) - 1)
     slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(mask))
-    while used[slot]:
+    while keys[slot] != 0:
         if keys[slot] == key:
             return slot, True
         slot = (slot + np.int64(1)) & mask
-    used[slot] = True
     keys[slot] = key
     return slot, False
 
 
 @numba.njit(cache=True)
-def _ngram_chars(starts, hashes, powers, lengths, top_ns, dup_ns):
+def _ngram_chars(starts, token, hashes, powers, lengths, top_ns, dup_ns):
     """Characters in the most frequent n-gram (times its count) and in repeated n-grams, per document.
 
+    ``token`` holds each word's index into the per-string ``hashes``, ``powers`` and ``lengths``.
     Top n-gram: the n-gram (words joined by spaces) with the highest count, first occurrence wins ties
     (Counter.most_common); its length counts the joining spaces. Duplicate n-grams: scan left to right,
     and when an n-gram (words joined without spaces) was seen before, count its characters and jump
-    past it (Gopher / datatrove ``find_all_duplicate``).
+    past it (Gopher / datatrove ``find_all_duplicate``). Memory: one table of about 2 slots per word of
+    the longest document.
     """
     n_docs = len(starts) - 1
     top = np.zeros((n_docs, len(top_ns)), dtype=np.float64)
@@ -375,12 +370,11 @@ def _ngram_chars(starts, hashes, powers, lengths, top_ns, dup_ns):
     for d in range(n_docs):
         max_words = max(max_words, starts[d + 1] - starts[d])
     capacity = 1
-    while capacity < 2 * max_words + 2:
+    while capacity < max_words + max_words // 2 + 2:
         capacity *= 2
     keys = np.zeros(capacity, dtype=np.uint64)
-    used = np.zeros(capacity, dtype=np.bool_)
-    counts = np.zeros(capacity, dtype=np.int64)
-    first = np.zeros(capacity, dtype=np.int64)
+    counts = np.zeros(capacity, dtype=np.int32)
+    first = np.zeros(capacity, dtype=np.int32)
     prefix = np.zeros(max_words + 1, dtype=np.int64)
     for d in range(n_docs):
         s = starts[d]
@@ -388,19 +382,19 @@ def _ngram_chars(starts, hashes, powers, lengths, top_ns, dup_ns):
         if m == 0:
             continue
         size = 1
-        while size < 2 * m + 2:
+        while size < m + m // 2 + 2:
             size *= 2
-        doc_keys, doc_used = keys[:size], used[:size]
+        doc_keys = keys[:size]
         for i in range(m):
-            prefix[i + 1] = prefix[i] + lengths[s + i]
+            prefix[i + 1] = prefix[i] + lengths[token[s + i]]
         for k in range(len(top_ns)):
             n = top_ns[k]
             if m < n:
                 continue
-            doc_used[:] = False
+            doc_keys[:] = 0
             best_count, best_first = 0, 0
             for i in range(m - n + 1):
-                slot, seen = _insert(doc_keys, doc_used, _joined_hash(hashes, powers, s + i, n, True))
+                slot, seen = _insert(doc_keys, _joined_hash(token, hashes, powers, s + i, n, True))
                 if seen:
                     counts[slot] += 1
                 else:
@@ -413,11 +407,11 @@ def _ngram_chars(starts, hashes, powers, lengths, top_ns, dup_ns):
             top[d, k] = best_count * length
         for k in range(len(dup_ns)):
             n = dup_ns[k]
-            doc_used[:] = False
+            doc_keys[:] = 0
             repeated = 0
             i = 0
             while i < m - n + 1:
-                _, seen = _insert(doc_keys, doc_used, _joined_hash(hashes, powers, s + i, n, False))
+                _, seen = _insert(doc_keys, _joined_hash(token, hashes, powers, s + i, n, False))
                 if seen:
                     repeated += prefix[i + n] - prefix[i]
                     i += n
