@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -183,3 +184,109 @@ def test_kill_9_leaves_only_complete_shards_and_no_workers_and_the_rerun_is_iden
     assert result.returncode == 0, result.stderr
     assert shards(out) == expected
     assert_manifest_matches_files(out)
+
+
+# -- text column types, mixed schemas, column selection, empty inputs ------------------------------------------
+def invoke(*args: str):
+    """The CLI in this process (fast): exit code and what went to stdout and stderr."""
+    from typer.testing import CliRunner
+
+    from curate.cli.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+TEXT_TYPES = {
+    "string": pa.string(),
+    "large_string": pa.large_string(),
+    "string_view": pa.string_view(),
+    "dictionary": pa.dictionary(pa.int32(), pa.string()),
+}
+
+
+@pytest.mark.parametrize("stage", ["langid", "quality"])
+@pytest.mark.parametrize("kind", list(TEXT_TYPES))
+def test_every_string_type_is_a_text_column(stage, kind, tmp_path):
+    from curate.sample import generate
+
+    table = generate(300, seed=5).select(["id", "text"])
+    text = table["text"].cast(pa.string())
+    text = text.dictionary_encode() if kind == "dictionary" else text.cast(TEXT_TYPES[kind])
+    path = tmp_path / "in.parquet"
+    pq.write_table(table.set_column(1, "text", text), path)
+    assert pq.read_schema(path).field("text").type == TEXT_TYPES[kind]
+    result = invoke(stage, str(path), "-o", str(tmp_path / "out"), "-q", "--json")
+    assert result.exit_code == 0, result.output
+    out = pq.read_table(tmp_path / "out")
+    assert out.schema.field("text").type == pa.string() and json.loads(result.stdout)["docs_in"] == 300
+
+
+def test_polars_parquet_goes_through_langid(tmp_path):
+    import polars as pl
+
+    pl.DataFrame({"id": ["a", "b"], "text": ["The cat sat on the mat today.", "Der Hund schläft im Garten."]}).write_parquet(
+        tmp_path / "in.parquet"
+    )
+    result = invoke("langid", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "out"), "-q")
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "out")["lang"].to_pylist() == ["en", "de"]
+
+
+def _mixed_inputs(root: Path) -> list[Path]:
+    a = pa.table({"id": ["a1", "a2"], "text": ["first doc here", "second doc"], "score": pa.array([1, 2], pa.int32())})
+    b = pa.table({
+        "id": ["b1"], "text": pa.array(["third doc"], pa.large_string()),
+        "score": pa.array([3], pa.int64()), "url": ["https://b"],
+    })
+    root.mkdir()
+    pq.write_table(a, root / "a.parquet")
+    pq.write_table(b, root / "b.parquet")
+    (root / "c.jsonl").write_text(json.dumps({"id": "c1", "text": "fourth doc", "lang_hint": "en"}) + "\n")
+    return [root / "a.parquet", root / "b.parquet", root / "c.jsonl"]
+
+
+def test_inputs_with_different_columns_give_one_output_schema(tmp_path):
+    import polars as pl
+
+    _mixed_inputs(tmp_path / "in")
+    result = invoke("langid", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--max-rows-per-shard", "1")
+    assert result.exit_code == 0, result.output
+    schemas = {pq.read_schema(p).remove_metadata() for p in (tmp_path / "out").glob("part-*.parquet")}
+    assert len(schemas) == 1
+    frame = pl.read_parquet(tmp_path / "out" / "*.parquet")
+    assert frame["score"].to_list() == [1, 2, 3, None] and frame["score"].dtype == pl.Int64
+    assert frame["url"].to_list() == [None, None, "https://b", None]
+    assert frame["lang_hint"].to_list() == [None, None, None, "en"]
+
+
+def test_columns_and_drop_columns_choose_the_pass_through_columns(tmp_path):
+    _mixed_inputs(tmp_path / "in")
+    kept = invoke("langid", str(tmp_path / "in"), "-o", str(tmp_path / "kept"), "-q", "--columns", "url")
+    dropped = invoke("langid", str(tmp_path / "in"), "-o", str(tmp_path / "dropped"), "-q", "--drop-columns", "score,url")
+    assert kept.exit_code == dropped.exit_code == 0, kept.output + dropped.output
+    assert pq.read_table(tmp_path / "kept").column_names == ["id", "text", "url", "lang", "lang_score"]
+    assert pq.read_table(tmp_path / "dropped").column_names == ["id", "text", "lang_hint", "lang", "lang_score"]
+    unknown = invoke("langid", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--columns", "nope")
+    assert unknown.exit_code == 2 and "--columns: no input has column(s) nope" in unknown.output
+
+
+def test_a_real_type_conflict_names_both_files_and_the_column(tmp_path):
+    pq.write_table(pa.table({"text": ["one doc"], "score": [1]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": ["two doc"], "score": ["high"]}), tmp_path / "b.parquet")
+    result = invoke("langid", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 3
+    assert "b.parquet, column 'score': type string does not fit type int64 of the same column in" in result.output
+    assert "a.parquet" in result.output
+
+
+def test_an_empty_stage_output_is_a_valid_input_for_the_next_stage(corpus, tmp_path):
+    first = invoke("langid", str(corpus), "-o", str(tmp_path / "none"), "-q", "--min-score", "1.01")
+    assert first.exit_code == 0, first.output
+    assert pq.read_table(tmp_path / "none").num_rows == 0
+    second = invoke("quality", str(tmp_path / "none"), "-o", str(tmp_path / "next"), "--json")
+    assert second.exit_code == 0, second.output
+    assert "no rows to process" in second.stderr
+    assert json.loads(second.stdout)["docs_in"] == 0
+    assert pq.read_table(tmp_path / "next").num_rows == 0
+    third = invoke("langid", str(tmp_path / "next"), "-o", str(tmp_path / "third"), "-q")
+    assert third.exit_code == 0, third.output

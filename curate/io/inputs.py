@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -37,6 +37,7 @@ _REMOTE_STAT_THREADS = 16
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 _TEXT_TYPES = (pa.string(), pa.large_string(), pa.string_view())
+TEXT_TYPE = pa.string()  # what stages see, whichever string type (or dictionary of strings) the input has
 _MAX_BLOCK_BYTES = 64 << 20  # a JSON-lines block never holds more than this, however big the batch size
 
 
@@ -53,6 +54,20 @@ class InputFile:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """The columns every batch of a run has, whichever input it comes from.
+
+    ``schema`` is the inputs' schemas unified (missing columns become nulls, types promoted safely); None
+    when it is not known before reading (JSON lines on stdin). ``keep``/``drop`` come from --columns and
+    --drop-columns; the text and id columns are always kept.
+    """
+
+    schema: pa.Schema | None = None
+    keep: tuple[str, ...] | None = None
+    drop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Unit:
     """A slice of one input file that one task processes into one output shard (plus overflow shards)."""
 
@@ -60,6 +75,7 @@ class Unit:
     file: InputFile
     row_start: int = 0
     row_stop: int | None = None  # None: to the end of the file
+    layout: Layout = field(default_factory=Layout, compare=False)
 
     @property
     def rows(self) -> int | None:
@@ -238,6 +254,11 @@ def resolve_inputs(specs: Sequence[str], bad: BadRows | None = None) -> list[Inp
     return files
 
 
+def _decoded(kind: pa.DataType) -> pa.DataType:
+    """The type of the values: dictionary-encoded columns (polars' categoricals, pandas') are decoded."""
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+
 def check_schema(file: InputFile, schema: pa.Schema, columns: Columns) -> None:
     """The text column must exist and hold strings; everything else passes through untouched."""
     if columns.text not in schema.names:
@@ -245,7 +266,7 @@ def check_schema(file: InputFile, schema: pa.Schema, columns: Columns) -> None:
             file.path,
             f"missing text column '{columns.text}' (columns: {', '.join(schema.names)}; see --text-column)",
         )
-    text_type = schema.field(columns.text).type
+    text_type = _decoded(schema.field(columns.text).type)
     if text_type == pa.null():
         return  # JSON lines whose first rows all have null text: the null check names the row
     if text_type not in _TEXT_TYPES:
@@ -253,37 +274,158 @@ def check_schema(file: InputFile, schema: pa.Schema, columns: Columns) -> None:
 
 
 def plan_units(
-    files: Sequence[InputFile], max_rows_per_shard: int, columns: Columns, bad: BadRows | None = None
+    files: Sequence[InputFile],
+    max_rows_per_shard: int,
+    columns: Columns,
+    bad: BadRows | None = None,
+    keep: Sequence[str] | None = None,
+    drop: Sequence[str] = (),
+    batch_size: int = 10_000,
 ) -> list[Unit]:
-    """Cut files into units: Parquet by row count (footer only), JSON lines one unit per file."""
-    def schema_problem(file: InputFile) -> InputError | None:
+    """Cut files into units (Parquet by row count from the footer, JSON lines one unit per file), all with
+    one layout: the files' schemas unified and narrowed to ``keep`` (--columns) minus ``drop``."""
+    def schema_of(file: InputFile) -> pa.Schema | InputError:
         try:
-            check_schema(file, parquet_file(file.path, file.size).schema_arrow, columns)
+            schema = parquet_file(file.path, file.size).schema_arrow
+            check_schema(file, schema, columns)
         except InputError as exc:
             if bad is None:
                 raise
             return exc
-        return None
+        return schema
 
     parquet = [f for f in files if f.format == "parquet"]
-    problems = dict(zip(map(id, parquet), _map_files(schema_problem, parquet, [f.path for f in parquet]), strict=True))
-    units: list[Unit] = []
+    schemas = dict(zip(map(id, parquet), _map_files(schema_of, parquet, [f.path for f in parquet]), strict=True))
+    if len(files) > 1:  # one JSON-lines file needs no unifying: its first rows fix its columns anyway
+        for file in files:
+            if file.format == "jsonl":
+                schemas[id(file)] = _jsonl_schema(file, batch_size)
+    found = []
     for file in files:
-        if file.format == "parquet":
-            if problems[id(file)] is not None:
-                bad.report(problems[id(file)])  # type: ignore[union-attr,arg-type]
-                continue
-            assert file.num_rows is not None
-            for start in range(0, file.num_rows, max_rows_per_shard):
-                stop = min(start + max_rows_per_shard, file.num_rows)
-                units.append(Unit(len(units), file, start, stop))
+        problem = schemas.get(id(file))
+        if isinstance(problem, InputError):
+            bad.report(problem)  # type: ignore[union-attr]
         elif file.path == STDIN or file.size > 0:
-            units.append(Unit(len(units), file))
-    if not units:
+            found.append(file)
+    if not found:
         raise InputError(
             ", ".join(f.path for f in files) or "input", "input is empty: no documents to process"
         )
+    if all(f.num_rows == 0 for f in found):  # e.g. a stage that removed every row: its shards are valid input
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        print(f"curate: warning: {found[0].path}{more}: no rows to process", file=sys.stderr)
+    known = [(f.path, schemas[id(f)]) for f in found if isinstance(schemas.get(id(f)), pa.Schema)]
+    layout = _layout(known if len(known) == len(found) else [], columns, keep, drop)
+    units: list[Unit] = []
+    for file in found:
+        if file.format == "parquet":
+            assert file.num_rows is not None
+            if file.num_rows == 0:  # an empty shard in, an empty shard (with the stage's columns) out
+                units.append(Unit(len(units), file, 0, 0, layout))
+            for start in range(0, file.num_rows, max_rows_per_shard):
+                stop = min(start + max_rows_per_shard, file.num_rows)
+                units.append(Unit(len(units), file, start, stop, layout))
+        else:
+            units.append(Unit(len(units), file, layout=layout))
     return units
+
+
+def _jsonl_schema(file: InputFile, batch_size: int) -> pa.Schema | None:
+    """The columns a JSON-lines file's first rows give it (None when they do not parse: reading says why)."""
+    parser = _JsonlBlockParser(file, BadRows(skip=True))
+    try:
+        for lines, numbers in _jsonl_blocks(file, batch_size):
+            parser.parse(lines, numbers)
+            break
+    except InputError:
+        return None
+    return parser.schema
+
+
+def _normalised(schema: pa.Schema, columns: Columns) -> pa.Schema:
+    """Dictionaries decoded, the text column as TEXT_TYPE, no metadata: what schemas are unified on."""
+    fields = [
+        pa.field(f.name, TEXT_TYPE if f.name == columns.text else _decoded(f.type), f.nullable) for f in schema
+    ]
+    return pa.schema(fields)
+
+
+def _layout(
+    schemas: list[tuple[str, pa.Schema]], columns: Columns, keep: Sequence[str] | None, drop: Sequence[str]
+) -> Layout:
+    """Unify the inputs' schemas (missing columns become nulls, int32→int64, int→float, string→large_string);
+    a column whose types cannot be reconciled is a clear error naming both files."""
+    if columns.text in drop:
+        raise UsageError(f"--drop-columns: cannot drop the text column '{columns.text}'")
+    selection = Layout(None, tuple(keep) if keep else None, tuple(drop))
+    if not schemas:
+        return selection
+    merged: pa.Schema | None = None
+    origin: dict[str, str] = {}
+    for path, schema in schemas:
+        schema = _normalised(schema, columns)
+        merged = schema if merged is None else _merge(merged, schema, path, origin)
+        for name in schema.names:
+            origin.setdefault(name, path)
+    assert merged is not None
+    if keep:
+        missing = [name for name in keep if name not in merged.names]
+        if missing:
+            raise UsageError(f"--columns: no input has column(s) {', '.join(missing)} (columns: {', '.join(merged.names)})")
+    wanted = [
+        name for name in merged.names
+        if (not keep or name in keep or name in (columns.text, columns.id)) and name not in drop
+    ]
+    return replace(selection, schema=pa.schema([merged.field(name) for name in wanted]))
+
+
+def _merge(merged: pa.Schema, schema: pa.Schema, path: str, origin: dict[str, str]) -> pa.Schema:
+    try:
+        return pa.unify_schemas([merged, schema], promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        for new in schema:
+            if new.name not in merged.names:
+                continue
+            old = merged.field(new.name)
+            try:
+                pa.unify_schemas([pa.schema([old]), pa.schema([new])], promote_options="permissive")
+            except (pa.ArrowTypeError, pa.ArrowInvalid):
+                raise InputError(
+                    path,
+                    f"type {new.type} does not fit type {old.type} of the same column in {origin[new.name]}; "
+                    "convert one of them, or leave the column out (--drop-columns)",
+                    column=new.name,
+                ) from None
+        raise
+
+
+def conform(batch: pa.RecordBatch, layout: Layout, columns: Columns, path: str) -> pa.RecordBatch:
+    """A batch in the run's layout: columns in the unified order and types (nulls where an input lacks one),
+    the text column as TEXT_TYPE, and only the selected columns."""
+    if layout.schema is None:
+        names = [
+            name for name in batch.schema.names
+            if (layout.keep is None or name in layout.keep or name in (columns.text, columns.id))
+            and name not in layout.drop
+        ]
+        target = pa.schema([
+            pa.field(n, TEXT_TYPE) if n == columns.text else batch.schema.field(n) for n in names
+        ])
+    else:
+        target = layout.schema
+    if batch.schema.equals(target):
+        return batch
+    arrays = []
+    for wanted in target:
+        if wanted.name not in batch.schema.names:
+            arrays.append(pa.nulls(batch.num_rows, wanted.type))
+            continue
+        column = batch.column(wanted.name)
+        try:
+            arrays.append(column if column.type == wanted.type else column.cast(wanted.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InputError(path, f"cannot convert {column.type} to {wanted.type} ({exc})", column=wanted.name) from None
+    return pa.RecordBatch.from_arrays(arrays, schema=target)
 
 
 def _parquet_batches(unit: Unit, batch_size: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
@@ -297,6 +439,8 @@ def _parquet_batches(unit: Unit, batch_size: int) -> Iterator[tuple[pa.RecordBat
             first_row = offset if first_row is None else first_row
         offset += n
     if not groups:
+        if unit.rows == 0:
+            yield pa.RecordBatch.from_pylist([], schema=pf.schema_arrow), np.zeros(0, np.int64)
         return
     row = first_row
     try:
@@ -406,12 +550,12 @@ class _JsonlBlockParser:
         return self._parse(b"".join(good)), good_numbers
 
 
-def _jsonl_batches(unit: Unit, batch_size: int, bad: BadRows) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-    parser = _JsonlBlockParser(unit.file, bad)
+def _jsonl_blocks(file: InputFile, batch_size: int) -> Iterator[tuple[list[bytes], list[int]]]:
+    """Blocks of non-empty lines (with their line numbers) of at most ``batch_size`` lines or 64 MiB."""
     block: list[bytes] = []
     numbers: list[int] = []
     block_bytes = 0
-    with open_binary(unit.file) as stream:
+    with open_binary(file) as stream:
         for line_no, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
@@ -419,10 +563,16 @@ def _jsonl_batches(unit: Unit, batch_size: int, bad: BadRows) -> Iterator[tuple[
             numbers.append(line_no)
             block_bytes += len(line)
             if len(block) >= batch_size or block_bytes >= _MAX_BLOCK_BYTES:
-                yield from _table_batches(*parser.parse(block, numbers))
+                yield block, numbers
                 block, numbers, block_bytes = [], [], 0
     if block:
-        yield from _table_batches(*parser.parse(block, numbers))
+        yield block, numbers
+
+
+def _jsonl_batches(unit: Unit, batch_size: int, bad: BadRows) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    parser = _JsonlBlockParser(unit.file, bad)
+    for lines, numbers in _jsonl_blocks(unit.file, batch_size):
+        yield from _table_batches(*parser.parse(lines, numbers))
 
 
 def _table_batches(table: pa.Table, line_numbers: list[int]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
@@ -433,7 +583,8 @@ def _table_batches(table: pa.Table, line_numbers: list[int]) -> Iterator[tuple[p
 def read_unit(
     unit: Unit, columns: Columns, batch_size: int, bad: BadRows
 ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-    """Stream a unit as (batch, row number of each row), with the text column checked.
+    """Stream a unit as (batch, row number of each row), with the text column checked and as TEXT_TYPE,
+    in the run's layout (see ``conform``).
 
     Rows whose text is null are reported (and dropped when skipping). Row numbers are 0-based rows for
     Parquet and 1-based line numbers for JSON lines, as error messages say.
@@ -450,13 +601,8 @@ def read_unit(
         text = batch.column(columns.text)
         if text.type == pa.null() or text.null_count:
             batch, rows = _drop_null_text(unit, batch, rows, columns, bad)
-            text = batch.column(columns.text)
-        if text.type not in _TEXT_TYPES:
-            batch = batch.set_column(
-                batch.schema.get_field_index(columns.text), columns.text, text.cast(pa.string())
-            )
-        if batch.num_rows:
-            yield batch, rows
+        if batch.num_rows or unit.rows == 0:
+            yield conform(batch, unit.layout, columns, unit.file.path), rows
 
 
 def _drop_null_text(

@@ -18,6 +18,10 @@ class IOOptions:
     batch_size: int = option(
         10_000, "Rows per Arrow record batch: bounds memory; does not change the output.", fingerprint=False
     )
+    columns: list[str] = option(
+        [], "Keep only these pass-through columns (comma-separated), besides the text and id columns."
+    )
+    drop_columns: list[str] = option([], "Leave these pass-through columns out of the output (comma-separated).")
     max_rows_per_shard: int = option(
         100_000, "Input rows per work unit and at most this many rows per output shard."
     )

@@ -264,7 +264,7 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
     columns = Columns(io.text_column, io.id_column)
     bad = BadRows(skip=io.on_error == "skip")
     files = resolve_inputs(io.inputs, bad)
-    units = plan_units(files, io.max_rows_per_shard, columns, bad)
+    units = plan_units(files, io.max_rows_per_shard, columns, bad, io.columns, io.drop_columns, io.batch_size)
     if io.output == "-":
         return _run_to_stdout(stage, io, units, bad, started)
     if not io.output:
