@@ -7,6 +7,7 @@ closed pipes, path spelling, mixed schemas across inputs, and failed runs follow
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -290,3 +291,79 @@ def test_an_empty_stage_output_is_a_valid_input_for_the_next_stage(corpus, tmp_p
     assert pq.read_table(tmp_path / "next").num_rows == 0
     third = invoke("langid", str(tmp_path / "next"), "-o", str(tmp_path / "third"), "-q")
     assert third.exit_code == 0, third.output
+
+
+# -- closed pipes and full disks ---------------------------------------------------------------------------
+def _with_closed_stdout(*args: str) -> tuple[int, str]:
+    """Run curate with a stdout pipe whose reader is already gone (as after `| head` exits)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([*CURATE, *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)
+    finally:
+        os.close(write)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("langid", "{corpus}", "-o", "-", "-q"), ("stats", "{corpus}"), ("--help",), ("langid", "{corpus}", "-o", "-", "--json", "-q")],
+    ids=["stage-to-stdout", "stats", "help", "json-summary"],
+)
+def test_a_closed_pipe_is_a_quiet_stop_with_status_141(corpus, args):
+    code, stderr = _with_closed_stdout(*(a.format(corpus=corpus) for a in args))
+    assert code == 141, stderr
+    assert "internal error" not in stderr and "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
+def test_an_upstream_stage_stops_quietly_when_downstream_closes(corpus):
+    upstream = subprocess.Popen([*CURATE, "langid", str(corpus), "-o", "-", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert upstream.stdout.read(100)
+    upstream.stdout.close()  # the reader goes away after the first line, as `head -1` does
+    stderr = upstream.stderr.read().decode()
+    assert upstream.wait(TIMEOUT) == 141 and stderr == ""
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("stage", [("langid",), ("dedup", "minhash"), ("pack", "--tokenizer", "{tokenizer}")])
+def test_a_full_disk_names_the_path_and_exits_4(stage, corpus, tmp_path, monkeypatch):
+    """ENOSPC from the Parquet writer (monkeypatched, so it runs everywhere)."""
+
+    tokenizer = _tokenizer(corpus, tmp_path) if "pack" in stage else ""
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", _no_space)
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", _no_space)
+    out = tmp_path / "out"
+    result = invoke(*(a.format(tokenizer=tokenizer) for a in stage), str(corpus), "-o", str(out), "-q")
+    assert result.exit_code == 4, result.output
+    assert f"{out}" in result.output and "no space left on device" in result.output
+
+
+def _tokenizer(corpus: Path, tmp_path: Path) -> str:
+    result = invoke("tokenizer", "train", str(corpus), "-o", str(tmp_path / "tok.json"), "--vocab-size", "300")
+    assert result.exit_code == 0, result.output
+    return str(tmp_path / "tok.json")
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    except FileNotFoundError:
+        return False
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize("stage", [("langid",), ("dedup", "minhash")])
+def test_a_full_tmpfs_names_the_path_and_exits_4(stage, corpus, tmp_path):
+    mount = tmp_path / "small"
+    if not _mount_tmpfs(mount, "96k"):
+        pytest.skip("cannot mount a tmpfs here (needs root and mount(8))")
+    try:
+        result = curate(*stage, str(corpus), "-o", str(mount / "out"), "-q")
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert result.returncode == 4, result.stderr
+    assert f"{mount}/out" in result.stderr and "no space left on device" in result.stderr

@@ -10,12 +10,12 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from curate.io.errors import EXIT_INTERRUPTED, CurateError
+from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, output_os_error
 from curate.io.options import IOOptions
 from curate.params import cli_parameters, from_mapping
 
@@ -42,28 +42,52 @@ def stage_group(help: str) -> typer.Typer:
     return typer.Typer(cls=DefaultCommandGroup, help=help, no_args_is_help=True, rich_markup_mode=None)
 
 
+def closed_pipe() -> typer.Exit:
+    """Downstream closed the pipe (``curate … -o - | head``): stop quietly, as Unix tools do, with status 141
+    (128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE). Writes still buffered for stdout go
+    nowhere, so the interpreter's own flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return typer.Exit(EXIT_CLOSED_PIPE)
+
+
 @contextlib.contextmanager
-def user_errors(command: str) -> Iterator[None]:
-    """Turn every failure into one line on stderr and a documented exit code (never a bare traceback)."""
+def user_errors(command: str, output: str | None = None) -> Iterator[None]:
+    """Turn every failure into one line on stderr and a documented exit code (never a bare traceback).
+
+    ``output`` names where a command writes, for errors that do not (a full disk reported without a path).
+    """
     try:
         yield
     except CurateError as exc:
         typer.echo(f"curate {command}: error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except BrokenPipeError:
+        raise closed_pipe() from None
+    except OSError as exc:
+        error = output_os_error(exc, exc.filename or output)
+        if error is None:
+            _internal(command, exc)
+        typer.echo(f"curate {command}: error: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         typer.echo(f"curate {command}: interrupted; rerun the same command to resume", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except Exception as exc:
-        if os.environ.get("CURATE_DEBUG"):
-            traceback.print_exc()
-        typer.echo(
-            f"curate {command}: internal error: {type(exc).__name__}: {exc} "
-            "(set CURATE_DEBUG=1 for a traceback, and please report it)",
-            err=True,
-        )
-        raise typer.Exit(EXIT_INTERNAL) from None
+        _internal(command, exc)
+
+
+def _internal(command: str, exc: Exception) -> NoReturn:
+    if os.environ.get("CURATE_DEBUG"):
+        traceback.print_exc()
+    typer.echo(
+        f"curate {command}: internal error: {type(exc).__name__}: {exc} "
+        "(set CURATE_DEBUG=1 for a traceback, and please report it)",
+        err=True,
+    )
+    raise typer.Exit(EXIT_INTERNAL) from None
 
 
 def command_label(ctx: typer.Context) -> str:
@@ -133,7 +157,7 @@ def stage_command(
 
     def decorator(fn: Callable[..., dict]) -> Callable[..., dict]:
         def command(ctx: typer.Context, **kwargs: Any) -> None:
-            with user_errors(command_label(ctx)):
+            with user_errors(command_label(ctx), kwargs["output"]):
                 io = from_mapping(IOOptions, {k: kwargs[k] for k in io_names}, "options")
                 io.inputs, io.output = list(kwargs["inputs"]), kwargs["output"]
                 params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 import curate
-from curate.io.errors import OutputError
+from curate.io.errors import OutputError, output_os_error
 from curate.io.storage import abort_unfinished_uploads, filesystem, is_remote, join, retrying
 
 PLAN = "_plan.json"
@@ -126,7 +126,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise output_os_error(exc, str(path)) or OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -599,6 +599,19 @@ class ShardWriter:
         self._pieces: list[tuple[Path, int]] = []  # (temporary path, rows); piece i becomes shard_name(unit, i)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        with self._writing():
+            self._write(batch)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (full disk, quota) names the shard being written, and exits 4."""
+        try:
+            yield
+        except OSError as exc:
+            shard = self.out.path / shard_name(self.unit_index, max(len(self._pieces) - 1, 0))
+            raise output_os_error(exc, str(shard)) or OutputError(f"{shard}: cannot write ({exc})") from None
+
+    def _write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if self.schema is None:
             self.schema = batch.schema
         elif batch.schema != self.schema:
@@ -660,6 +673,10 @@ class ShardWriter:
 
     def commit(self) -> list[ShardInfo]:
         """Flush, close and rename every piece into place; returns the shards with their checksums."""
+        with self._writing():
+            return self._commit()
+
+    def _commit(self) -> list[ShardInfo]:
         if self._pending_rows:
             self._flush(self._pending_rows)
         if self._writer is not None:
@@ -692,8 +709,13 @@ class JsonlStdoutWriter:
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows:
             frame = self._pl.from_arrow(batch)
-            frame.write_ndjson(self._out)  # type: ignore[union-attr]
-            self._out.flush()
+            try:
+                frame.write_ndjson(self._out)  # type: ignore[union-attr]
+                self._out.flush()
+            except OSError as exc:  # polars reports a closed pipe as a bare OSError: make it the usual kind
+                if isinstance(exc, BrokenPipeError) or "os error 32" not in str(exc):
+                    raise
+                raise BrokenPipeError(errno.EPIPE, "stdout closed by its reader") from None
 
 
 def input_descriptions(files: Iterable[Any]) -> list[dict]:
