@@ -8,6 +8,7 @@ closed pipes, path spelling, mixed schemas across inputs, and failed runs follow
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import os
 import signal
@@ -367,3 +368,45 @@ def test_a_full_tmpfs_names_the_path_and_exits_4(stage, corpus, tmp_path):
         subprocess.run(["umount", str(mount)], check=True)
     assert result.returncode == 4, result.stderr
     assert f"{mount}/out" in result.stderr and "no space left on device" in result.stderr
+
+
+# -- truncated compressed files, type changes in JSON lines --------------------------------------------------
+def _jsonl(rows: list[dict]) -> bytes:
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst"])
+def test_a_truncated_compressed_file_is_bad_input_naming_the_file(compression, tmp_path):
+    import zstandard
+
+    data = _jsonl([{"id": i, "text": f"document number {i} " * 3} for i in range(3000)])
+    packed = gzip.compress(data) if compression == "gz" else zstandard.ZstdCompressor().compress(data)
+    path = tmp_path / f"in.jsonl.{compression}"
+    path.write_bytes(packed[: len(packed) // 2])
+    failed = invoke("langid", str(path), "-o", str(tmp_path / "fail"))
+    assert failed.exit_code == 3 and f"{path}: truncated or corrupt" in failed.output, failed.output
+    skipped = invoke("langid", str(path), "-o", str(tmp_path / "skip"), "--on-error", "skip", "--json", "-q")
+    assert skipped.exit_code == 0, skipped.output
+    summary = json.loads(skipped.stdout)
+    assert summary["errors_skipped"] >= 1 and summary["docs_in"] < 3000
+    errors = [json.loads(line) for line in (tmp_path / "skip" / "_errors.jsonl").read_text().splitlines()]
+    assert any(e["path"] == str(path) and "truncated" in e["error"] for e in errors)
+
+
+@pytest.mark.parametrize("where", ["first rows", "later rows"])
+def test_a_type_change_in_json_lines_is_exit_3_naming_line_and_column(where, tmp_path):
+    rows = [{"id": i, "text": "a document", "count": i} for i in range(20)]
+    rows[12]["count"] = "many"
+    (tmp_path / "in.jsonl").write_bytes(_jsonl(rows))
+    batch = "100" if where == "first rows" else "5"  # the first batch of rows fixes the file's columns
+    result = invoke("langid", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "--batch-size", batch)
+    assert result.exit_code == 3, result.output
+    assert "in.jsonl, line 13, column 'count': string here, int64 in" in result.output.replace("number", "int64")
+
+
+def test_int_then_float_in_json_lines_is_promoted(tmp_path):
+    rows = [{"id": i, "text": "a document", "score": i} for i in range(6)] + [{"id": 6, "text": "x", "score": 0.5}]
+    (tmp_path / "in.jsonl").write_bytes(_jsonl(rows))
+    result = invoke("langid", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "-q")
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "out")["score"].to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.5]

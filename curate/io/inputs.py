@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -471,8 +472,47 @@ def open_binary(file: InputFile) -> BinaryIO:
     if compression == "gzip":
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     if compression == "zstd":
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))  # type: ignore[arg-type]
+        return io.BufferedReader(_ZstdFrames(raw))
     return raw
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Decompressed zstd frames, one after another; a stream that ends inside a frame raises EOFError.
+
+    zstandard's stream reader returns end-of-file for a truncated frame, which would drop data silently.
+    """
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.frame = zstandard.ZstdDecompressor().decompressobj()
+        self.pending = b""
+        self.offset = 0  # bytes of ``pending`` already handed out
+        self.started = False  # bytes of the current frame were fed
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self.offset == len(self.pending):
+            chunk = self.raw.read(1 << 20)
+            if not chunk:
+                if self.started and not self.frame.eof:
+                    raise EOFError("zstd stream ended inside a frame")
+                return 0
+            while chunk:
+                if self.frame.eof:
+                    self.frame = zstandard.ZstdDecompressor().decompressobj()
+                self.started = True
+                self.pending, self.offset = self.pending[self.offset :] + self.frame.decompress(chunk), 0
+                chunk = self.frame.unused_data if self.frame.eof else b""
+        size = min(len(buffer), len(self.pending) - self.offset)
+        buffer[:size] = self.pending[self.offset : self.offset + size]
+        self.offset += size
+        return size
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 def _diagnose_line(line: bytes) -> str | None:
@@ -502,8 +542,8 @@ class _JsonlBlockParser:
         self.file, self.bad = file, bad
         self.schema: pa.Schema | None = None
 
-    def _parse(self, data: bytes) -> pa.Table:
-        options = pa_json.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="infer")
+    def _parse(self, data: bytes, schema: pa.Schema | None = None) -> pa.Table:
+        options = pa_json.ParseOptions(explicit_schema=schema or self.schema, unexpected_field_behavior="infer")
         read = pa_json.ReadOptions(block_size=len(data) + 1, use_threads=False)
         return pa_json.read_json(io.BytesIO(data), read_options=read, parse_options=options)
 
@@ -532,22 +572,56 @@ class _JsonlBlockParser:
         return table, line_numbers
 
     def _parse_line_by_line(self, lines: list[bytes], line_numbers: list[int]) -> tuple[pa.Table, list[int]]:
+        """The block's lines one at a time, to name each bad line. In the first block, which fixes the file's
+        columns, a line must also agree with the lines before it (int then float is promoted; int then
+        string is an error naming the line and column)."""
         good, good_numbers = [], []
+        schema = self.schema
         for line, number in zip(lines, line_numbers, strict=True):
-            problem = _diagnose_line(line)
+            problem, column = _diagnose_line(line), None
             if problem is None:
                 try:
-                    self._parse(line)
+                    parsed = self._parse(line)
                 except pa.ArrowInvalid as exc:
-                    problem = f"does not match the columns of the first rows ({exc})"
+                    problem, column = _type_change(exc)
+                else:
+                    if self.schema is None:
+                        schema, problem, column = _agree(schema, parsed.schema)
             if problem is None:
                 good.append(line)
                 good_numbers.append(number)
             else:
-                self.bad.report(InputError(self.file.path, problem, row=number, row_label="line"))
+                self.bad.report(InputError(self.file.path, problem, row=number, column=column, row_label="line"))
         if not good:
             return (pa.table({}) if self.schema is None else self.schema.empty_table()), []
-        return self._parse(b"".join(good)), good_numbers
+        return self._parse(b"".join(good), schema), good_numbers
+
+
+def _type_change(error: pa.ArrowInvalid) -> tuple[str, str | None]:
+    """pyarrow's "Column(/x) changed from number to string" as (problem, column)."""
+    found = re.search(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)", str(error))
+    if found is None:
+        return f"does not match the columns of the first rows ({error})", None
+    column, old, new = found.groups()
+    return f"{new} here, {old} in the first rows (they fix a JSON-lines file's columns)", column
+
+
+def _agree(schema: pa.Schema | None, line: pa.Schema) -> tuple[pa.Schema | None, str | None, str | None]:
+    """(schema so far, problem, column): a line's columns merged into those of the lines before it."""
+    if schema is None:
+        return line, None, None
+    try:
+        return pa.unify_schemas([schema, line], promote_options="permissive"), None, None
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        for field in line:
+            if field.name in schema.names:
+                old = schema.field(field.name).type
+                try:
+                    pa.unify_schemas([pa.schema([schema.field(field.name)]), pa.schema([field])], promote_options="permissive")
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    problem = f"{field.type} here, {old} in the lines before (the first rows fix a JSON-lines file's columns)"
+                    return schema, problem, field.name
+        raise
 
 
 def _jsonl_blocks(file: InputFile, batch_size: int) -> Iterator[tuple[list[bytes], list[int]]]:
@@ -555,8 +629,21 @@ def _jsonl_blocks(file: InputFile, batch_size: int) -> Iterator[tuple[list[bytes
     block: list[bytes] = []
     numbers: list[int] = []
     block_bytes = 0
+    line_no = 0
     with open_binary(file) as stream:
-        for line_no, line in enumerate(stream, start=1):
+        lines = enumerate(stream, start=1)
+        while True:
+            try:
+                line_no, line = next(lines)
+            except StopIteration:
+                break
+            except (EOFError, OSError, zstandard.ZstdError) as exc:
+                if block:
+                    yield block, numbers
+                kind = file.compression or "compressed"
+                raise InputError(
+                    file.path, f"truncated or corrupt {kind} data after line {line_no} ({exc or type(exc).__name__})"
+                ) from None
             if not line.strip():
                 continue
             block.append(line if line.endswith(b"\n") else line + b"\n")
@@ -571,8 +658,11 @@ def _jsonl_blocks(file: InputFile, batch_size: int) -> Iterator[tuple[list[bytes
 
 def _jsonl_batches(unit: Unit, batch_size: int, bad: BadRows) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
     parser = _JsonlBlockParser(unit.file, bad)
-    for lines, numbers in _jsonl_blocks(unit.file, batch_size):
-        yield from _table_batches(*parser.parse(lines, numbers))
+    try:
+        for lines, numbers in _jsonl_blocks(unit.file, batch_size):
+            yield from _table_batches(*parser.parse(lines, numbers))
+    except InputError as error:  # a truncated file: with --on-error skip, the lines before it are kept
+        bad.report(error)
 
 
 def _table_batches(table: pa.Table, line_numbers: list[int]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:

@@ -69,7 +69,7 @@ def _process_unit(job: _Job, unit: Unit, report=None) -> UnitRecord:
     assert job.out is not None
     writer = ShardWriter(job.out, unit.index, job.io.max_rows_per_shard)
     rejected = ShardWriter(job.rejected, unit.index, job.io.max_rows_per_shard) if job.rejected else None
-    stats: dict = {}
+    stats: dict = dict.fromkeys(("docs_in", "chars_in", "docs_out", "chars_out"), 0)  # a unit may read nothing
     started = time.perf_counter()
     job.stage.source = unit.file.path
     try:
