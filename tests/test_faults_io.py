@@ -410,3 +410,62 @@ def test_int_then_float_in_json_lines_is_promoted(tmp_path):
     result = invoke("langid", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "-q")
     assert result.exit_code == 0, result.output
     assert pq.read_table(tmp_path / "out")["score"].to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.5]
+
+
+# -- where inputs and output are, and how they are spelled ----------------------------------------------------
+def test_an_output_that_overlaps_an_input_is_refused(corpus, tmp_path):
+    first = invoke("langid", str(corpus.parent), "-o", str(tmp_path / "out"), "-q")
+    assert first.exit_code == 0, first.output
+    for inputs, out in [
+        ([str(corpus.parent)], str(corpus.parent)),  # the same directory
+        ([str(corpus.parent)], str(corpus.parent / "lid")),  # inside an input
+        ([str(corpus), str(tmp_path / "out")], str(tmp_path / "out")),  # --overwrite would read its own shards
+    ]:
+        result = invoke("langid", *inputs, "-o", out, "--overwrite")
+        assert result.exit_code == 2 and "a run would read its own output" in result.output, result.output
+    assert not (corpus.parent / "lid").exists()
+
+
+def test_run_identity_ignores_path_spelling_cwd_and_order(tmp_path, monkeypatch):
+    from curate.sample import generate
+
+    table = generate(600, seed=9)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        pq.write_table(table.slice(200 * i, 200), data / f"s{i}.parquet")
+    (tmp_path / "link").symlink_to(data)
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    first = invoke("langid", "data/s2.parquet", "data/s0.parquet", "data/s1.parquet", "-o", "out", "-q",
+                   "--max-rows-per-shard", "100", "--shard-index", "0", "--num-shards", "2")
+    assert first.exit_code == 0, first.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    second = invoke("langid", str(tmp_path / "link") + "/", "-o", f"{out}/", "--json", "-q",
+                    "--max-rows-per-shard", "100", "--shard-index", "1", "--num-shards", "2")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["complete"]
+    assert_manifest_matches_files(out)
+
+
+def test_an_input_rewritten_with_the_same_size_is_noticed(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_jsonl([{"id": i, "text": f"the cat number {i} sat on the mat"} for i in range(20)]))
+    assert invoke("langid", str(source), "-o", str(tmp_path / "out"), "-q").exit_code == 0
+    info = source.stat()
+    source.write_bytes(source.read_bytes().replace(b"cat", b"dog"))  # same size, new content
+    os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+    rerun = invoke("langid", str(source), "-o", str(tmp_path / "out"))
+    assert rerun.exit_code == 4 and f"input {source} changed since" in rerun.output, rerun.output
+
+
+def test_a_failed_run_does_not_block_a_corrected_rerun(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_jsonl([{"id": 1, "text": "fine text here"}, {"id": 2, "text": None}]))
+    failed = invoke("langid", str(source), "-o", str(tmp_path / "out"))
+    assert failed.exit_code == 3 and (tmp_path / "out" / "_plan.json").exists()
+    corrected = invoke("langid", str(source), "-o", str(tmp_path / "out"), "--on-error", "skip", "-q")
+    assert corrected.exit_code == 0, corrected.output
+    assert pq.read_table(tmp_path / "out")["id"].to_pylist() == [1]

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from curate.io.errors import InputError, UsageError
-from curate.io.storage import filesystem, is_remote, open_remote, retrying
+from curate.io.storage import filesystem, is_remote, open_remote, overlapping, retrying
 
 STDIN = "-"
 T = TypeVar("T")
@@ -49,6 +49,7 @@ class InputFile:
     compression: str | None  # None | "gzip" | "zstd"
     size: int
     num_rows: int | None  # known for Parquet (footer), unknown for JSON lines
+    mtime_ns: int | None = None  # last modification (local files): a rerun notices a rewritten input
 
     def describe(self) -> dict:
         return asdict(self)
@@ -196,12 +197,15 @@ def _stat(path: str, size: int | None = None) -> InputFile:
             path, "unknown input format: expected .parquet, .jsonl/.json/.ndjson (optionally .gz or .zst)"
         )
     fmt, compression = kind
-    if size is None:
-        size = os.path.getsize(path)
+    mtime_ns = None
+    if not is_remote(path):
+        path = os.path.realpath(path)  # one spelling per file: symlinks, "..", relative paths resolved
+        info = os.stat(path)
+        size, mtime_ns = info.st_size, info.st_mtime_ns
     num_rows = None
     if fmt == "parquet":
         num_rows = parquet_file(path, size).metadata.num_rows
-    return InputFile(path if is_remote(path) else os.path.abspath(path), fmt, compression, size, num_rows)
+    return InputFile(path, fmt, compression, size, num_rows, mtime_ns)
 
 
 def parquet_file(path: str, size: int | None = None) -> pq.ParquetFile:
@@ -242,14 +246,14 @@ def resolve_inputs(specs: Sequence[str], bad: BadRows | None = None) -> list[Inp
                 raise
             return exc
 
-    ordered = sorted(paths, key=lambda p: p if p == STDIN or is_remote(p) else os.path.abspath(p))
-    stated = _map_files(stat, ordered, ordered)
-    files = []
+    stated = _map_files(stat, list(paths), list(paths))
+    by_path: dict[str, InputFile] = {}
     for item in stated:
         if isinstance(item, InputError):
             bad.report(item)  # type: ignore[union-attr]
         else:
-            files.append(item)
+            by_path[item.path] = item  # two spellings of one file are one input
+    files = [by_path[path] for path in sorted(by_path)]
     if not files:
         raise InputError(", ".join(specs), "no readable input files")
     return files
@@ -258,6 +262,19 @@ def resolve_inputs(specs: Sequence[str], bad: BadRows | None = None) -> list[Inp
 def _decoded(kind: pa.DataType) -> pa.DataType:
     """The type of the values: dictionary-encoded columns (polars' categoricals, pandas') are decoded."""
     return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+
+def check_apart(specs: Sequence[str], files: Sequence[InputFile], output: str) -> None:
+    """Refuse an output that is an input, lies inside one, or holds one: a run would read its own shards."""
+    if output in ("", STDIN):
+        return
+    places = [spec for spec in specs if spec != STDIN and not any(c in spec for c in "*?[")]
+    for place in [*places, *(f.path for f in files if f.path != STDIN)]:
+        if overlapping(output, place):
+            raise UsageError(
+                f"-o {output} overlaps the input {place}: a run would read its own output; "
+                "choose an output outside the inputs"
+            )
 
 
 def check_schema(file: InputFile, schema: pa.Schema, columns: Columns) -> None:

@@ -41,8 +41,8 @@ import pyarrow.parquet as pq
 import xxhash
 
 import curate
-from curate.io.errors import OutputError, output_os_error
-from curate.io.storage import abort_unfinished_uploads, filesystem, is_remote, join, retrying
+from curate.io.errors import OutputError, UsageError, output_os_error
+from curate.io.storage import abort_unfinished_uploads, filesystem, is_remote, join, overlapping, retrying
 
 PLAN = "_plan.json"
 MANIFEST = "_manifest.json"
@@ -341,6 +341,10 @@ class OutputDir:
         of the same task is refused, array tasks of one run share the directory, and nothing is cleared or
         replaced while another run writes into it.
         """
+        inside = [i["path"] for i in plan.get("inputs", []) if i.get("path", "-") != "-" and overlapping(i["path"], self.location)]
+        if inside:
+            raise UsageError(f"{self.location}: holds the input {inside[0]}: a run would read its own output; "
+                             "choose an output outside the inputs")
         if self.remote:
             self._prepare(plan, overwrite)
             return
@@ -577,8 +581,20 @@ def _difference(old: dict, new: dict) -> str:
             f"{k}={old_params.get(k)!r} there, {new_params.get(k)!r} now" for k in changed[:4]
         )
     if old.get("inputs") != new.get("inputs"):
-        return "different inputs (files added, removed or changed in size)"
+        before = {i["path"]: i for i in old.get("inputs", [])}
+        after = {i["path"]: i for i in new.get("inputs", [])}
+        changed = sorted(p for p in before.keys() & after.keys() if before[p] != after[p])
+        if changed:
+            return f"input {changed[0]} changed since (size or modification time){_more(changed)}"
+        added, removed = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
+        if added:
+            return f"input {added[0]} is new{_more(added)}"
+        return f"input {removed[0]} is gone{_more(removed)}"
     return "a different plan"
+
+
+def _more(items: list) -> str:
+    return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
 
 
 class ShardWriter:
@@ -719,4 +735,5 @@ class JsonlStdoutWriter:
 
 
 def input_descriptions(files: Iterable[Any]) -> list[dict]:
-    return [{"path": f.path, "size": f.size} for f in files]
+    """How a plan records its inputs: real path, size and modification time (a rewrite of the same size shows)."""
+    return [{"path": f.path, "size": f.size, "mtime_ns": getattr(f, "mtime_ns", None)} for f in files]

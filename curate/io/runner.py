@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 import curate
 from curate.io.errors import UsageError
-from curate.io.inputs import BadRows, Columns, Unit, plan_units, read_unit, resolve_inputs
+from curate.io.inputs import BadRows, Columns, Unit, check_apart, plan_units, read_unit, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import (
     JsonlStdoutWriter,
@@ -264,6 +264,7 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
     columns = Columns(io.text_column, io.id_column)
     bad = BadRows(skip=io.on_error == "skip")
     files = resolve_inputs(io.inputs, bad)
+    check_apart(io.inputs, files, io.output)
     units = plan_units(files, io.max_rows_per_shard, columns, bad, io.columns, io.drop_columns, io.batch_size)
     if io.output == "-":
         return _run_to_stdout(stage, io, units, bad, started)
