@@ -469,3 +469,31 @@ def test_a_failed_run_does_not_block_a_corrected_rerun(tmp_path):
     corrected = invoke("langid", str(source), "-o", str(tmp_path / "out"), "--on-error", "skip", "-q")
     assert corrected.exit_code == 0, corrected.output
     assert pq.read_table(tmp_path / "out")["id"].to_pylist() == [1]
+
+
+# -- bytes, leftovers and summaries --------------------------------------------------------------------------
+def test_batch_size_does_not_change_the_bytes_and_no_tmp_is_left(corpus, tmp_path):
+    for batch in ("50", "4000"):
+        result = invoke("langid", str(corpus), "-o", str(tmp_path / batch), "-q", "--batch-size", batch,
+                        "--max-rows-per-shard", "4000")
+        assert result.exit_code == 0, result.output
+        assert not (tmp_path / batch / ".tmp").exists()
+    assert shards(tmp_path / "50") == shards(tmp_path / "4000")
+
+
+def test_summaries_say_what_happened(corpus, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_jsonl([{"id": 1, "text": "The cat sat on the mat."}, {"id": 2, "text": None}]))
+    skipped = invoke("langid", str(source), "-o", str(tmp_path / "out"), "--on-error", "skip")
+    assert skipped.exit_code == 0 and "1 bad rows or files skipped" in skipped.stderr, skipped.output
+    calibrated = invoke("langid", "calibrate", str(corpus), "-o", str(tmp_path / "t.yaml"))
+    assert calibrated.exit_code == 0 and "langid calibrate: languages: " in calibrated.stderr, calibrated.output
+
+
+def test_a_summary_with_many_reasons_stays_readable():
+    from curate.cli.common import describe_summary
+
+    removed = {f"reason_{i:02d}": i for i in range(30)}
+    line = describe_summary({"stage": "quality", "output": "o", "docs_in": 500, "docs_out": 500, "removed": removed})
+    assert "reason_29 29, reason_28 28, reason_27 27, reason_26 26, reason_25 25, … 25 more" in line
+    assert "reason_00" not in line

@@ -106,20 +106,53 @@ def emit_summary(summary: dict, io: IOOptions) -> None:
         typer.echo(describe_summary(summary), err=True)
 
 
+_SUMMARY_SHOWN = 5  # removal reasons (or other fields) named on the summary line; the rest are counted
+_BOOKKEEPING = {"stage", "output", "wall_seconds", "complete", "units", "units_this_task", "units_processed",
+                "units_already_done", "docs_per_s", "errors_skipped", "removed", "chars_in", "chars_out", "seconds"}
+
+
 def describe_summary(summary: dict) -> str:
+    """One readable line: documents in and out, the main removal reasons, skipped errors, time and output."""
     docs_in, docs_out = summary.get("docs_in"), summary.get("docs_out")
-    line = f"{summary.get('stage', 'curate')}:"
+    parts = []
     if docs_in is not None and docs_out is not None:
         share = f" ({100 * docs_out / docs_in:.1f}%)" if docs_in else ""
-        line += f" {docs_in:,} docs in → {docs_out:,} kept{share}"
+        parts.append(f"{docs_in:,} docs in → {docs_out:,} kept{share}")
+    else:  # commands whose result is not a document count (calibrate, compare, ...): their own fields
+        parts.extend(_fields(summary))
     if summary.get("removed"):
-        line += " · removed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary["removed"].items()))
+        parts.append("removed: " + _largest(summary["removed"]))
+    if summary.get("errors_skipped"):
+        where = f" (see {summary['output']}/_errors.jsonl)" if summary.get("output") not in (None, "-") else ""
+        parts.append(f"{summary['errors_skipped']:,} bad rows or files skipped{where}")
     if not summary.get("complete", True):
-        line += (
-            f" · this task finished {summary.get('units_processed', 0)} unit(s); other tasks still pending"
-        )
-    line += f" · {summary.get('wall_seconds', 0):.1f}s → {summary.get('output', '')}"
-    return line
+        parts.append(f"this task finished {summary.get('units_processed', 0)} unit(s); other tasks still pending")
+    parts.append(f"{summary.get('wall_seconds', 0):.1f}s → {summary.get('output', '')}")
+    return f"{summary.get('stage', 'curate')}: " + " · ".join(parts)
+
+
+def _largest(counts: dict) -> str:
+    """The largest counts first, at most _SUMMARY_SHOWN of them, then how many more there are."""
+    ranked = sorted(counts.items(), key=lambda item: (-_total(item[1]), item[0]))
+    text = ", ".join(f"{name} {_total(count):,}" for name, count in ranked[:_SUMMARY_SHOWN])
+    return text + (f", … {len(ranked) - _SUMMARY_SHOWN} more" if len(ranked) > _SUMMARY_SHOWN else "")
+
+
+def _total(count: Any) -> int:
+    return sum(_total(v) for v in count.values()) if isinstance(count, dict) else count
+
+
+def _fields(summary: dict) -> list[str]:
+    shown = []
+    for key, value in summary.items():
+        if key in _BOOKKEEPING or isinstance(value, bool):
+            continue
+        label = key.replace("_", " ")
+        if isinstance(value, int | float):
+            shown.append(f"{label} {value:,}")
+        elif isinstance(value, dict | list):
+            shown.append(f"{label}: {len(value):,}")
+    return shown[:_SUMMARY_SHOWN]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -341,7 +341,8 @@ class OutputDir:
         of the same task is refused, array tasks of one run share the directory, and nothing is cleared or
         replaced while another run writes into it.
         """
-        inside = [i["path"] for i in plan.get("inputs", []) if i.get("path", "-") != "-" and overlapping(i["path"], self.location)]
+        paths = [item.get("path", "-") if isinstance(item, dict) else str(item) for item in plan.get("inputs", [])]
+        inside = [path for path in paths if path != "-" and overlapping(path, self.location)]
         if inside:
             raise UsageError(f"{self.location}: holds the input {inside[0]}: a run would read its own output; "
                              "choose an output outside the inputs")
@@ -657,7 +658,8 @@ class ShardWriter:
 
     def _flush(self, rows: int) -> None:
         table = pa.Table.from_batches(self._pending, schema=self.schema)
-        head, rest = table.slice(0, rows), table.slice(rows)
+        # one chunk per row group: Parquet pages are cut per chunk, so batch boundaries would show in the bytes
+        head, rest = table.slice(0, rows).combine_chunks(), table.slice(rows)
         if self._writer is None:
             self._open_piece()
         assert self._writer is not None
