@@ -575,7 +575,7 @@ def _comparable(plan: dict) -> dict:
 def _difference(old: dict, new: dict) -> str:
     if old.get("stage") != new.get("stage"):
         return f"stage {old.get('stage')} instead of {new.get('stage')}"
-    old_params, new_params = old.get("parameters", {}), new.get("parameters", {})
+    old_params, new_params = _flat(old.get("parameters", {})), _flat(new.get("parameters", {}))
     changed = sorted(k for k in set(old_params) | set(new_params) if old_params.get(k) != new_params.get(k))
     if changed:
         return "different parameters: " + ", ".join(
@@ -592,6 +592,17 @@ def _difference(old: dict, new: dict) -> str:
             return f"input {added[0]} is new{_more(added)}"
         return f"input {removed[0]} is gone{_more(removed)}"
     return "a different plan"
+
+
+def _flat(parameters: dict) -> dict:
+    """{"io": {"on_error": "skip"}} → {"on_error": "skip"}: a difference names the flag, not a whole group."""
+    flat: dict = {}
+    for key, value in parameters.items():
+        if isinstance(value, dict) and key == "io":
+            flat.update(_flat(value))
+        else:
+            flat[key] = value
+    return flat
 
 
 def _more(items: list) -> str:
