@@ -407,8 +407,11 @@ class OutputDir:
         return True
 
     def _started(self) -> bool:
-        """Whether any unit of the recorded run finished (a shard or a completion record exists)."""
-        return bool(self.files.listing(f"{PROGRESS_DIR}/") or self.files.listing("part-"))
+        """Whether the recorded run wrote anything besides its plan: a completion record, a shard, a bucket
+        folder, a manifest (only such a run's output is worth protecting from a different command)."""
+        bookkeeping = {PLAN, PROGRESS_DIR, TMP_DIR, LOCK_DIR}
+        written = [name for name in self.files.names() if name not in bookkeeping and not name.startswith(".")]
+        return bool(written or self.files.listing(f"{PROGRESS_DIR}/"))
 
     def _prepare(self, plan: dict, overwrite: bool) -> None:
         existing_text = self.files.read_text(PLAN)
