@@ -93,6 +93,19 @@ def _writer_alive(name: str) -> bool:
     return True
 
 
+def _flock(fd: int, operation: int) -> bool:
+    """flock; False when another process holds the lock. A file system without locks (some network mounts)
+    counts as locked: curate then works as it did before it locked, trusting one run per output."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+    return True
+
+
 def file_checksum(path: str | Path) -> str:
     digest = xxhash.xxh3_128()
     with open(path, "rb") as fh:
@@ -368,7 +381,7 @@ class OutputDir:
         folder.mkdir(exist_ok=True)
         fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
@@ -382,12 +395,8 @@ class OutputDir:
         if path in _HELD:
             return _HELD[path]
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except OSError as exc:
+        if not _flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB):
             os.close(fd)
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
             raise OutputError(
                 f"{self.location}: another curate run is writing {what} right now; "
                 "wait for it to finish, or choose another -o"
@@ -399,11 +408,9 @@ class OutputDir:
         """True when no other run holds this output (checked by briefly upgrading this run's shared lock)."""
         if self.remote:
             return True
-        try:
-            fcntl.flock(self._run_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _flock(self._run_lock, fcntl.LOCK_EX | fcntl.LOCK_NB):
             return False
-        fcntl.flock(self._run_lock, fcntl.LOCK_SH)
+        _flock(self._run_lock, fcntl.LOCK_SH)
         return True
 
     def _started(self) -> bool:
