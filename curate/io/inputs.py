@@ -1,9 +1,12 @@
 """Finding inputs, planning work units, and streaming them as Arrow record batches.
 
 Inputs are Parquet files, JSON-lines files (optionally .gz / .zst), directories (searched recursively for
-those), globs, and ``-`` for JSON lines on stdin. They are sorted by absolute path, so the plan never depends
-on listing order. A Parquet file is cut into units of at most ``max_rows_per_shard`` rows (from its footer,
-without reading data); a JSON-lines file is one unit. Unit ``i`` becomes output shard ``part-{i:05d}``.
+those), globs, and ``-`` for JSON lines on stdin. They are sorted by real path (symlinks and relative paths
+resolved), so the plan never depends on listing order or spelling. A Parquet file is cut into units of at most
+``max_rows_per_shard`` rows (from its footer, without reading data); a JSON-lines file is one unit. Unit ``i``
+becomes output shard ``part-{i:05d}``. Every unit of a run shares one ``Layout``: the inputs' schemas unified
+(from footers and the first rows of JSON lines), so all shards of an output have the same columns and types,
+and the text column reaches stages as ``TEXT_TYPE`` whichever string type the file has.
 """
 
 from __future__ import annotations
