@@ -167,15 +167,18 @@ def _alive(pid: int) -> bool:
 def test_kill_9_leaves_only_complete_shards_and_no_workers_and_the_rerun_is_identical(corpus, reference, tmp_path):
     out = tmp_path / "out"
     args = ("langid", str(corpus), "-o", str(out), *LANGID, "--keep", "en", "--workers", "2")
-    run = start(*args)
+    run = subprocess.Popen([*CURATE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = out / "_progress"
     wait_for(lambda: progress.is_dir() and len(list(progress.iterdir())) >= 3, "3 finished units")
     children = _descendants(run.pid)
     os.kill(run.pid, signal.SIGKILL)
     run.wait(TIMEOUT)
-    run.communicate()
     assert children, "the run had no worker processes"
-    wait_for(lambda: not any(_alive(pid) for pid in children), "the workers to die with their parent", 10)
+    try:
+        wait_for(lambda: not any(_alive(pid) for pid in children), "the workers to die with their parent", 10)
+    finally:
+        for pid in filter(_alive, children):  # what a failing run left behind
+            os.kill(pid, signal.SIGKILL)
     assert not (out / "_manifest.json").exists()
     expected = shards(reference["keep-en"])
     visible = shards(out)
