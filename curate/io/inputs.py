@@ -317,10 +317,9 @@ def plan_units(
 
     parquet = [f for f in files if f.format == "parquet"]
     schemas = dict(zip(map(id, parquet), _map_files(schema_of, parquet, [f.path for f in parquet]), strict=True))
-    if len(files) > 1:  # one JSON-lines file needs no unifying: its first rows fix its columns anyway
-        for file in files:
-            if file.format == "jsonl":
-                schemas[id(file)] = _jsonl_schema(file, batch_size)
+    jsonl = [f for f in files if f.format == "jsonl"] if len(files) > 1 else []  # one file: nothing to unify
+    found_schemas = _map_files(lambda f: _jsonl_schema(f, batch_size), jsonl, [f.path for f in jsonl])
+    schemas.update(zip(map(id, jsonl), found_schemas, strict=True))
     found = []
     for file in files:
         problem = schemas.get(id(file))

@@ -151,7 +151,9 @@ _WORKER_QUEUE = None
 def _die_with_parent(parent: int) -> None:
     """End this worker when the run that started it dies (even by kill -9), instead of finishing its units.
 
-    Linux delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); elsewhere a thread watches it.
+    Linux delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG: strictly, the death of the thread
+    that started the worker, which is the one that submits units and outlives the pool); elsewhere a thread
+    watches the parent.
     """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
