@@ -126,10 +126,14 @@ def test_array_tasks_still_share_one_output(corpus, reference, tmp_path):
 
 def test_a_second_run_of_the_same_task_is_refused_while_the_first_runs(corpus, tmp_path):
     out = tmp_path / "out"
-    OutputDir(out).prepare({"stage": "langid", "parameters": {}, "inputs": [], "units": []}, overwrite=False)
+    first = OutputDir(out)
+    first.prepare({"stage": "langid", "parameters": {}, "inputs": [], "units": []}, overwrite=False)
     result = curate("langid", str(corpus), "-o", str(out), *LANGID)  # this test process holds task 0 of 1
     assert result.returncode == 4
     assert "another curate run is writing task 0 of 1 of this output" in result.stderr
+    del first  # the run is over: its locks go with it
+    again = curate("langid", str(corpus), "-o", str(out), *LANGID, "--overwrite")
+    assert again.returncode == 0, again.stderr
 
 
 def test_leftover_cleanup_keeps_the_temporary_files_of_live_writers(tmp_path):

@@ -55,7 +55,7 @@ ROW_GROUP_ROWS = 10_000
 ROW_GROUP_BYTES = 128 << 20
 COMPRESSION = "zstd"
 _READ_THREADS = 16  # progress records read at once from an object store
-_HELD: dict[str, int] = {}  # lock file → descriptor, for the locks this process holds (see OutputDir.prepare)
+_HELD: dict[str, list[int]] = {}  # lock file → [descriptor, holders] for this process (see OutputDir.prepare)
 _HOST = socket.gethostname().replace(".", "_")  # dots separate the fields of a temporary name
 
 
@@ -91,6 +91,14 @@ def _writer_alive(name: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _release(path: str) -> None:
+    held = _HELD[path]
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[path]
+        os.close(held[0])  # closing the last descriptor releases the lock
 
 
 def _flock(fd: int, operation: int) -> bool:
@@ -387,22 +395,23 @@ class OutputDir:
             os.close(fd)
 
     def _hold(self, name: str, what: str, shared: bool = False) -> int:
-        """Take a lock for the rest of this process's life (the kernel drops it when the process dies).
+        """Take a lock while this OutputDir lives (the kernel drops it if the process dies first).
 
-        A process that holds it already (several stages or passes on one output) keeps the one it has.
+        A process that holds it already (several stages or passes on one output) shares the one it has.
         """
         path = str((self.path / LOCK_DIR / f"{name}.lock").resolve())
-        if path in _HELD:
-            return _HELD[path]
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        if not _flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB):
-            os.close(fd)
-            raise OutputError(
-                f"{self.location}: another curate run is writing {what} right now; "
-                "wait for it to finish, or choose another -o"
-            ) from None
-        _HELD[path] = fd
-        return fd
+        if path not in _HELD:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            if not _flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB):
+                os.close(fd)
+                raise OutputError(
+                    f"{self.location}: another curate run is writing {what} right now; "
+                    "wait for it to finish, or choose another -o"
+                ) from None
+            _HELD[path] = [fd, 0]
+        _HELD[path][1] += 1
+        weakref.finalize(self, _release, path)  # dropped with the last OutputDir of this process that took it
+        return _HELD[path][0]
 
     def _only_run(self) -> bool:
         """True when no other run holds this output (checked by briefly upgrading this run's shared lock)."""
