@@ -251,8 +251,9 @@ def test_skip_records_bad_rows_and_files(tmp_path):
 
 def test_unwritable_output(small_corpus, tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(OutputError, match="cannot create output directory"):
+    with pytest.raises(OutputError, match="cannot create output directory") as info:
         run([small_corpus], tmp_path / "file" / "out")
+    assert info.value.exit_code == 4
 
 
 def test_inputs_are_sorted_whatever_the_listing_order(small_corpus, tmp_path):

@@ -10,12 +10,12 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from curate.io.errors import EXIT_INTERRUPTED, CurateError
+from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, output_os_error
 from curate.io.options import IOOptions
 from curate.params import cli_parameters, from_mapping
 
@@ -42,28 +42,52 @@ def stage_group(help: str) -> typer.Typer:
     return typer.Typer(cls=DefaultCommandGroup, help=help, no_args_is_help=True, rich_markup_mode=None)
 
 
+def closed_pipe() -> typer.Exit:
+    """Downstream closed the pipe (``curate … -o - | head``): stop quietly, as Unix tools do, with status 141
+    (128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE). Writes still buffered for stdout go
+    nowhere, so the interpreter's own flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return typer.Exit(EXIT_CLOSED_PIPE)
+
+
 @contextlib.contextmanager
-def user_errors(command: str) -> Iterator[None]:
-    """Turn every failure into one line on stderr and a documented exit code (never a bare traceback)."""
+def user_errors(command: str, output: str | None = None) -> Iterator[None]:
+    """Turn every failure into one line on stderr and a documented exit code (never a bare traceback).
+
+    ``output`` names where a command writes, for errors that do not (a full disk reported without a path).
+    """
     try:
         yield
     except CurateError as exc:
         typer.echo(f"curate {command}: error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except BrokenPipeError:
+        raise closed_pipe() from None
+    except OSError as exc:
+        error = output_os_error(exc, exc.filename or output)
+        if error is None:
+            _internal(command, exc)
+        typer.echo(f"curate {command}: error: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         typer.echo(f"curate {command}: interrupted; rerun the same command to resume", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except Exception as exc:
-        if os.environ.get("CURATE_DEBUG"):
-            traceback.print_exc()
-        typer.echo(
-            f"curate {command}: internal error: {type(exc).__name__}: {exc} "
-            "(set CURATE_DEBUG=1 for a traceback, and please report it)",
-            err=True,
-        )
-        raise typer.Exit(EXIT_INTERNAL) from None
+        _internal(command, exc)
+
+
+def _internal(command: str, exc: Exception) -> NoReturn:
+    if os.environ.get("CURATE_DEBUG"):
+        traceback.print_exc()
+    typer.echo(
+        f"curate {command}: internal error: {type(exc).__name__}: {exc} "
+        "(set CURATE_DEBUG=1 for a traceback, and please report it)",
+        err=True,
+    )
+    raise typer.Exit(EXIT_INTERNAL) from None
 
 
 def command_label(ctx: typer.Context) -> str:
@@ -82,20 +106,53 @@ def emit_summary(summary: dict, io: IOOptions) -> None:
         typer.echo(describe_summary(summary), err=True)
 
 
+_SUMMARY_SHOWN = 5  # removal reasons (or other fields) named on the summary line; the rest are counted
+_BOOKKEEPING = {"stage", "output", "wall_seconds", "complete", "units", "units_this_task", "units_processed",
+                "units_already_done", "docs_per_s", "errors_skipped", "removed", "chars_in", "chars_out", "seconds"}
+
+
 def describe_summary(summary: dict) -> str:
+    """One readable line: documents in and out, the main removal reasons, skipped errors, time and output."""
     docs_in, docs_out = summary.get("docs_in"), summary.get("docs_out")
-    line = f"{summary.get('stage', 'curate')}:"
+    parts = []
     if docs_in is not None and docs_out is not None:
         share = f" ({100 * docs_out / docs_in:.1f}%)" if docs_in else ""
-        line += f" {docs_in:,} docs in → {docs_out:,} kept{share}"
+        parts.append(f"{docs_in:,} docs in → {docs_out:,} kept{share}")
+    else:  # commands whose result is not a document count (calibrate, compare, ...): their own fields
+        parts.extend(_fields(summary))
     if summary.get("removed"):
-        line += " · removed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary["removed"].items()))
+        parts.append("removed: " + _largest(summary["removed"]))
+    if summary.get("errors_skipped"):
+        where = f" (see {summary['output']}/_errors.jsonl)" if summary.get("output") not in (None, "-") else ""
+        parts.append(f"{summary['errors_skipped']:,} bad rows or files skipped{where}")
     if not summary.get("complete", True):
-        line += (
-            f" · this task finished {summary.get('units_processed', 0)} unit(s); other tasks still pending"
-        )
-    line += f" · {summary.get('wall_seconds', 0):.1f}s → {summary.get('output', '')}"
-    return line
+        parts.append(f"this task finished {summary.get('units_processed', 0)} unit(s); other tasks still pending")
+    parts.append(f"{summary.get('wall_seconds', 0):.1f}s → {summary.get('output', '')}")
+    return f"{summary.get('stage', 'curate')}: " + " · ".join(parts)
+
+
+def _largest(counts: dict) -> str:
+    """The largest counts first, at most _SUMMARY_SHOWN of them, then how many more there are."""
+    ranked = sorted(counts.items(), key=lambda item: (-_total(item[1]), item[0]))
+    text = ", ".join(f"{name} {_total(count):,}" for name, count in ranked[:_SUMMARY_SHOWN])
+    return text + (f", … {len(ranked) - _SUMMARY_SHOWN} more" if len(ranked) > _SUMMARY_SHOWN else "")
+
+
+def _total(count: Any) -> int:
+    return sum(_total(v) for v in count.values()) if isinstance(count, dict) else count
+
+
+def _fields(summary: dict) -> list[str]:
+    shown = []
+    for key, value in summary.items():
+        if key in _BOOKKEEPING or isinstance(value, bool):
+            continue
+        label = key.replace("_", " ")
+        if isinstance(value, int | float):
+            shown.append(f"{label} {value:,}")
+        elif isinstance(value, dict | list):
+            shown.append(f"{label}: {len(value):,}")
+    return shown[:_SUMMARY_SHOWN]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +190,7 @@ def stage_command(
 
     def decorator(fn: Callable[..., dict]) -> Callable[..., dict]:
         def command(ctx: typer.Context, **kwargs: Any) -> None:
-            with user_errors(command_label(ctx)):
+            with user_errors(command_label(ctx), kwargs["output"]):
                 io = from_mapping(IOOptions, {k: kwargs[k] for k in io_names}, "options")
                 io.inputs, io.output = list(kwargs["inputs"]), kwargs["output"]
                 params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")

@@ -7,6 +7,7 @@ would cost seconds per invocation, which users of shell pipelines and array jobs
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import typer
@@ -64,7 +65,7 @@ app = typer.Typer(
     cls=LazyGroup,
     help="curate: streaming tools that turn raw text corpora into pretraining data.\n\n"
     "Every stage reads Parquet/JSONL (files, directories, globs, - for stdin) and writes sharded Parquet.\n"
-    "Exit codes: 0 ok · 1 check failed · 2 usage · 3 bad input · 4 output problem · 5 remote storage still failing · 70 internal · 130 interrupted.",
+    "Exit codes: 0 ok · 1 check failed · 2 usage · 3 bad input · 4 output problem · 5 remote storage still failing · 70 internal · 130 interrupted · 141 stdout closed (| head).",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -83,4 +84,14 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
-    app()
+    from curate.cli.common import closed_pipe
+
+    stdout = sys.stdout
+    try:
+        app()
+    except BrokenPipeError:  # output written outside a command's error handling
+        raise SystemExit(closed_pipe().exit_code) from None
+    except SystemExit as exc:
+        if exc.code == 1 and sys.stdout is not stdout:  # click's own closed-pipe exit (help, usage) wraps stdout
+            raise SystemExit(closed_pipe().exit_code) from None
+        raise

@@ -18,6 +18,10 @@ class IOOptions:
     batch_size: int = option(
         10_000, "Rows per Arrow record batch: bounds memory; does not change the output.", fingerprint=False
     )
+    columns: list[str] = option(
+        [], "Keep only these pass-through columns (comma-separated), besides the text and id columns."
+    )
+    drop_columns: list[str] = option([], "Leave these pass-through columns out of the output (comma-separated).")
     max_rows_per_shard: int = option(
         100_000, "Input rows per work unit and at most this many rows per output shard."
     )
@@ -48,8 +52,10 @@ class IOOptions:
     json_summary: bool = option(
         False, "Print the run summary as JSON on stdout.", flag="--json", fingerprint=False
     )
-    inputs: list[str] = field(default_factory=list)
-    output: str = ""
+    # where data comes from and goes: a plan records the inputs as resolved files (real paths, sizes, mtimes),
+    # so how they were spelled (relative, absolute, listing order) is no part of a run's identity
+    inputs: list[str] = field(default_factory=list, metadata={"fingerprint": False})
+    output: str = field(default="", metadata={"fingerprint": False})
 
     def task(self) -> tuple[int, int]:
         """(index, count) of this array task, from the flags or Slurm's environment."""

@@ -11,15 +11,21 @@ Layout of ``OUT/``::
                                 shards (rows, bytes, xxh3-128 checksum)
     _stats.json                 documents/characters in and out, removals per reason, stage counters, seconds
     _errors.jsonl               bad files and rows skipped under --on-error skip
-    .tmp/                       shards being written (renamed into place when complete)
+    .tmp/                       shards being written, one name per writer (host, pid, random): renamed into
+                                place when complete; removed when empty at the end of a run
+    .locks/                     flock files: one run at a time per array task, no clearing under a live run
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -35,8 +41,8 @@ import pyarrow.parquet as pq
 import xxhash
 
 import curate
-from curate.io.errors import OutputError
-from curate.io.storage import abort_unfinished_uploads, filesystem, is_remote, join, retrying
+from curate.io.errors import OutputError, UsageError, output_os_error
+from curate.io.storage import abort_unfinished_uploads, filesystem, is_remote, join, overlapping, retrying
 
 PLAN = "_plan.json"
 MANIFEST = "_manifest.json"
@@ -44,14 +50,68 @@ STATS = "_stats.json"
 ERRORS = "_errors.jsonl"
 PROGRESS_DIR = "_progress"
 TMP_DIR = ".tmp"
+LOCK_DIR = ".locks"
 ROW_GROUP_ROWS = 10_000
 ROW_GROUP_BYTES = 128 << 20
 COMPRESSION = "zstd"
 _READ_THREADS = 16  # progress records read at once from an object store
+_HELD: dict[str, list[int]] = {}  # lock file → [descriptor, holders] for this process (see OutputDir.prepare)
+_HOST = socket.gethostname().replace(".", "_")  # dots separate the fields of a temporary name
 
 
 def shard_name(unit_index: int, piece: int = 0) -> str:
     return f"part-{unit_index:05d}.parquet" if piece == 0 else f"part-{unit_index:05d}_{piece:04d}.parquet"
+
+
+def temp_name(final: str) -> str:
+    """A temporary name for ``final`` that no other writer uses: host, process id and a random token.
+
+    Two runs (or a worker of each) writing the same unit never share a file, and a leftover can be told
+    apart from the file of a writer that is still alive (see ``_writer_alive``).
+    """
+    return f"{final}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the writer of a temporary file (named by ``temp_name``) may still be writing it.
+
+    On this host, the process id answers. A file from another host (array tasks on a shared file system)
+    is its writer's own business: left alone.
+    """
+    parts = name.rsplit(".", 4)
+    if len(parts) != 5 or parts[-1] != "tmp" or not parts[2].isdigit():
+        return False  # an older curate's name: nobody writes it any more
+    host, pid = parts[1], int(parts[2])
+    if host != _HOST:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _release(path: str) -> None:
+    held = _HELD[path]
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[path]
+        os.close(held[0])  # closing the last descriptor releases the lock
+
+
+def _flock(fd: int, operation: int) -> bool:
+    """flock; False when another process holds the lock. A file system without locks (some network mounts)
+    counts as locked: curate then works as it did before it locked, trusting one run per output."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+    return True
 
 
 def file_checksum(path: str | Path) -> str:
@@ -79,7 +139,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             retrying(url, lambda: fs.put_file(str(local), key))
         return
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name("." + temp_name(path.name))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, mode) as handle:
@@ -87,7 +147,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise output_os_error(exc, str(path)) or OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -285,6 +345,8 @@ class OutputDir:
             self.path = Path(path)
             self.files = _LocalFiles(self.path)
 
+    _run_lock = -1  # descriptor of this process's shared lock on a local output (see ``prepare``)
+
     def __reduce__(self):  # workers rebuild it (a remote one gets its own staging folder)
         return (OutputDir, (self.location,))
 
@@ -292,33 +354,107 @@ class OutputDir:
         return self.location
 
     # -- planning and resume ---------------------------------------------------------------------------
-    def prepare(self, plan: dict, overwrite: bool) -> None:
-        """Record the plan, or check that an existing one is the same run (resume); refuse otherwise."""
-        if not self.remote:
-            try:
-                self.path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"{self.path}: cannot create output directory ({exc.strerror})") from None
-            if not os.access(self.path, os.W_OK):
-                raise OutputError(f"{self.path}: output directory is not writable")
+    def prepare(self, plan: dict, overwrite: bool, task: tuple[int, int] = (0, 1)) -> None:
+        """Record the plan, or check that an existing one is the same run (resume); refuse otherwise.
+
+        On a local directory, concurrent runs are serialised here: each holds a shared lock on the output
+        for its whole life and an exclusive one on its array task (``task``: index, count), so a second run
+        of the same task is refused, array tasks of one run share the directory, and nothing is cleared or
+        replaced while another run writes into it.
+        """
+        paths = [item.get("path", "-") if isinstance(item, dict) else str(item) for item in plan.get("inputs", [])]
+        inside = [path for path in paths if path != "-" and overlapping(path, self.location)]
+        if inside:
+            raise UsageError(f"{self.location}: holds the input {inside[0]}: a run would read its own output; "
+                             "choose an output outside the inputs")
+        if self.remote:
+            self._prepare(plan, overwrite)
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot create output directory ({exc.strerror})") from None
+        if not os.access(self.path, os.W_OK):
+            raise OutputError(f"{self.path}: output directory is not writable")
+        index, count = task
+        with self._lock("prepare"):
+            self._hold(f"task-{index:05d}-of-{count:05d}", f"task {index} of {count} of this output")
+            self._run_lock = self._hold("run", "this output", shared=True)
+            self._prepare(plan, overwrite)
+
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        """An exclusive lock held for the block: one run at a time decides about the plan."""
+        folder = self.path / LOCK_DIR
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            _flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _hold(self, name: str, what: str, shared: bool = False) -> int:
+        """Take a lock while this OutputDir lives (the kernel drops it if the process dies first).
+
+        A process that holds it already (several stages or passes on one output) shares the one it has.
+        """
+        path = str((self.path / LOCK_DIR / f"{name}.lock").resolve())
+        if path not in _HELD:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            if not _flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB):
+                os.close(fd)
+                raise OutputError(
+                    f"{self.location}: another curate run is writing {what} right now; "
+                    "wait for it to finish, or choose another -o"
+                ) from None
+            _HELD[path] = [fd, 0]
+        _HELD[path][1] += 1
+        weakref.finalize(self, _release, path)  # dropped with the last OutputDir of this process that took it
+        return _HELD[path][0]
+
+    def _only_run(self) -> bool:
+        """True when no other run holds this output (checked by briefly upgrading this run's shared lock)."""
+        if self.remote:
+            return True
+        if not _flock(self._run_lock, fcntl.LOCK_EX | fcntl.LOCK_NB):
+            return False
+        _flock(self._run_lock, fcntl.LOCK_SH)
+        return True
+
+    def _started(self) -> bool:
+        """Whether the recorded run wrote anything besides its plan: a completion record, a shard, a bucket
+        folder, a manifest (only such a run's output is worth protecting from a different command)."""
+        bookkeeping = {PLAN, PROGRESS_DIR, TMP_DIR, LOCK_DIR}
+        written = [name for name in self.files.names() if name not in bookkeeping and not name.startswith(".")]
+        return bool(written or self.files.listing(f"{PROGRESS_DIR}/"))
+
+    def _prepare(self, plan: dict, overwrite: bool) -> None:
         existing_text = self.files.read_text(PLAN)
         if existing_text is not None:
             existing = json.loads(existing_text)
             if _comparable(existing) == _comparable(plan):
                 self._make_folders()
                 return
-            if not overwrite:
+            if not self._only_run():
+                raise OutputError(
+                    f"{self.location}: another curate run is writing a different output here "
+                    f"({_difference(existing, plan)}); wait for it to finish, or choose another -o"
+                )
+            if not overwrite and self._started():
                 raise OutputError(
                     f"{self.location}: holds the output of a different run ({_difference(existing, plan)}); "
                     "choose another -o or pass --overwrite to replace it"
                 )
-            self.clear()
+            self.clear()  # overwrite, or the plan of a run that finished nothing (it failed): replaced
         elif self._foreign_files() and not overwrite:
             raise OutputError(
                 f"{self.location}: is not empty and was not written by this curate run; "
                 "choose another -o or pass --overwrite"
             )
         elif overwrite:
+            if not self._only_run():
+                raise OutputError(f"{self.location}: another curate run is writing here; wait for it to finish")
             self.clear()
         self._make_folders()
         self.files.write_text(PLAN, json_text(plan))
@@ -385,15 +521,16 @@ class OutputDir:
         self.files.remove_files([self._progress_name(i) for i in sorted(indices) if self._progress_name(i) in progress])
         self.files.remove_files(sorted(name for name in self.files.listing("part-") if ours(name)))
         for entry in (self.path / TMP_DIR).glob("part-*"):
-            if ours(entry.name):
-                entry.unlink()
+            if ours(entry.name) and not _writer_alive(entry.name):
+                entry.unlink(missing_ok=True)
         self.files.abort_unfinished("part-", ours)
 
-    def publish(self, local: Path, rows: int) -> ShardInfo:
-        """Move a complete shard from its temporary place to its final name (rename, or upload)."""
+    def publish(self, local: Path, rows: int, name: str | None = None) -> ShardInfo:
+        """Move a complete shard from its temporary place to its final ``name`` (rename, or upload)."""
+        name = name or local.name
         checksum = file_checksum(local)
-        size = self.files.publish(local, local.name)
-        return ShardInfo(local.name, rows, size, checksum)
+        size = self.files.publish(local, name)
+        return ShardInfo(name, rows, size, checksum)
 
     def publish_staged(self) -> None:
         """Upload what a whole-output stage (pack) wrote into the local staging folder, its ``_*`` files last
@@ -427,6 +564,8 @@ class OutputDir:
             self.files.write_text(ERRORS, "".join(json.dumps(e, sort_keys=True) + "\n" for e in errors))
         self.files.write_text(STATS, json_text(stats))
         self.files.write_text(MANIFEST, json_text(manifest))
+        with contextlib.suppress(OSError):  # not empty: a concurrent writer's file, or another run's leftover
+            (self.path / TMP_DIR).rmdir()
         return stats
 
     def all_records(self, unit_count: int) -> list[UnitRecord] | None:
@@ -455,15 +594,38 @@ def _comparable(plan: dict) -> dict:
 def _difference(old: dict, new: dict) -> str:
     if old.get("stage") != new.get("stage"):
         return f"stage {old.get('stage')} instead of {new.get('stage')}"
-    old_params, new_params = old.get("parameters", {}), new.get("parameters", {})
+    old_params, new_params = _flat(old.get("parameters", {})), _flat(new.get("parameters", {}))
     changed = sorted(k for k in set(old_params) | set(new_params) if old_params.get(k) != new_params.get(k))
     if changed:
         return "different parameters: " + ", ".join(
             f"{k}={old_params.get(k)!r} there, {new_params.get(k)!r} now" for k in changed[:4]
         )
     if old.get("inputs") != new.get("inputs"):
-        return "different inputs (files added, removed or changed in size)"
+        before = {i["path"]: i for i in old.get("inputs", [])}
+        after = {i["path"]: i for i in new.get("inputs", [])}
+        changed = sorted(p for p in before.keys() & after.keys() if before[p] != after[p])
+        if changed:
+            return f"input {changed[0]} changed since (size or modification time){_more(changed)}"
+        added, removed = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
+        if added:
+            return f"input {added[0]} is new{_more(added)}"
+        return f"input {removed[0]} is gone{_more(removed)}"
     return "a different plan"
+
+
+def _flat(parameters: dict) -> dict:
+    """{"io": {"on_error": "skip"}} → {"on_error": "skip"}: a difference names the flag, not a whole group."""
+    flat: dict = {}
+    for key, value in parameters.items():
+        if isinstance(value, dict) and key == "io":
+            flat.update(_flat(value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _more(items: list) -> str:
+    return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
 
 
 class ShardWriter:
@@ -481,9 +643,22 @@ class ShardWriter:
         self._pending_bytes = 0
         self._writer: pq.ParquetWriter | None = None
         self._piece_rows = 0
-        self._pieces: list[tuple[Path, int]] = []  # (temporary path, rows)
+        self._pieces: list[tuple[Path, int]] = []  # (temporary path, rows); piece i becomes shard_name(unit, i)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        with self._writing():
+            self._write(batch)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (full disk, quota) names the shard being written, and exits 4."""
+        try:
+            yield
+        except OSError as exc:
+            shard = self.out.path / shard_name(self.unit_index, max(len(self._pieces) - 1, 0))
+            raise output_os_error(exc, str(shard)) or OutputError(f"{shard}: cannot write ({exc})") from None
+
+    def _write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if self.schema is None:
             self.schema = batch.schema
         elif batch.schema != self.schema:
@@ -513,7 +688,8 @@ class ShardWriter:
 
     def _flush(self, rows: int) -> None:
         table = pa.Table.from_batches(self._pending, schema=self.schema)
-        head, rest = table.slice(0, rows), table.slice(rows)
+        # one chunk per row group: Parquet pages are cut per chunk, so batch boundaries would show in the bytes
+        head, rest = table.slice(0, rows).combine_chunks(), table.slice(rows)
         if self._writer is None:
             self._open_piece()
         assert self._writer is not None
@@ -526,9 +702,9 @@ class ShardWriter:
             self._close_piece()
 
     def _open_piece(self) -> None:
-        name = shard_name(self.unit_index, len(self._pieces))
-        tmp = self.out.path / TMP_DIR / name
+        tmp = self.out.path / TMP_DIR / temp_name(shard_name(self.unit_index, len(self._pieces)))
         try:
+            tmp.parent.mkdir(exist_ok=True)  # removed by whoever finished the output last
             self._writer = pq.ParquetWriter(tmp, self.schema, compression=COMPRESSION)
         except OSError as exc:
             raise OutputError(f"{tmp}: cannot write ({exc})") from None
@@ -545,6 +721,10 @@ class ShardWriter:
 
     def commit(self) -> list[ShardInfo]:
         """Flush, close and rename every piece into place; returns the shards with their checksums."""
+        with self._writing():
+            return self._commit()
+
+    def _commit(self) -> list[ShardInfo]:
         if self._pending_rows:
             self._flush(self._pending_rows)
         if self._writer is not None:
@@ -552,7 +732,10 @@ class ShardWriter:
         if not self._pieces and self.schema is not None:
             self._open_piece()  # a unit whose rows were all removed still gets its (empty) shard
             self._close_piece()
-        return [self.out.publish(tmp, rows) for tmp, rows in self._pieces]
+        return [
+            self.out.publish(tmp, rows, shard_name(self.unit_index, piece))
+            for piece, (tmp, rows) in enumerate(self._pieces)
+        ]
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -574,9 +757,15 @@ class JsonlStdoutWriter:
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows:
             frame = self._pl.from_arrow(batch)
-            frame.write_ndjson(self._out)  # type: ignore[union-attr]
-            self._out.flush()
+            try:
+                frame.write_ndjson(self._out)  # type: ignore[union-attr]
+                self._out.flush()
+            except OSError as exc:  # polars reports a closed pipe as a bare OSError: make it the usual kind
+                if isinstance(exc, BrokenPipeError) or "os error 32" not in str(exc):
+                    raise
+                raise BrokenPipeError(errno.EPIPE, "stdout closed by its reader") from None
 
 
 def input_descriptions(files: Iterable[Any]) -> list[dict]:
-    return [{"path": f.path, "size": f.size} for f in files]
+    """How a plan records its inputs: real path, size and modification time (a rewrite of the same size shows)."""
+    return [{"path": f.path, "size": f.size, "mtime_ns": getattr(f, "mtime_ns", None)} for f in files]

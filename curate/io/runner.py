@@ -9,8 +9,11 @@ reruns skip finished units, and whoever finishes the last unit writes the manife
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
+import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -24,7 +27,7 @@ import pyarrow.compute as pc
 
 import curate
 from curate.io.errors import UsageError
-from curate.io.inputs import BadRows, Columns, Unit, plan_units, read_unit, resolve_inputs
+from curate.io.inputs import BadRows, Columns, Unit, check_apart, plan_units, read_unit, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import (
     JsonlStdoutWriter,
@@ -66,7 +69,7 @@ def _process_unit(job: _Job, unit: Unit, report=None) -> UnitRecord:
     assert job.out is not None
     writer = ShardWriter(job.out, unit.index, job.io.max_rows_per_shard)
     rejected = ShardWriter(job.rejected, unit.index, job.io.max_rows_per_shard) if job.rejected else None
-    stats: dict = {}
+    stats: dict = dict.fromkeys(("docs_in", "chars_in", "docs_out", "chars_out"), 0)  # a unit may read nothing
     started = time.perf_counter()
     job.stage.source = unit.file.path
     try:
@@ -140,12 +143,36 @@ def _account(stats: dict, batch: pa.RecordBatch, kept: pa.RecordBatch, columns: 
 
 
 # -- worker processes -------------------------------------------------------------------------------------
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _WORKER_JOB: _Job | None = None
 _WORKER_QUEUE = None
 
 
-def _init_worker(job: _Job, progress_queue) -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the run that started it dies (even by kill -9), instead of finishing its units.
+
+    Linux delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG: strictly, the death of the thread
+    that started the worker, which is the one that submits units and outlives the pool); elsewhere a thread
+    watches the parent.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # it died before the request took effect
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="curate-parent-watch").start()
+
+
+def _init_worker(job: _Job, progress_queue, parent: int) -> None:
     global _WORKER_JOB, _WORKER_QUEUE
+    _die_with_parent(parent)
     _WORKER_JOB, _WORKER_QUEUE = job, progress_queue
     configure(job.io.storage_options, job.io.retries)  # a spawned process starts with default settings
     job.stage.setup()
@@ -166,7 +193,7 @@ def _run_parallel(job: _Job, units: list[Unit], progress: Progress) -> list[Unit
     progress_queue = context.Queue()
     records = []
     with ProcessPoolExecutor(
-        job.io.workers, context, initializer=_init_worker, initargs=(job, progress_queue)
+        job.io.workers, context, initializer=_init_worker, initargs=(job, progress_queue, os.getpid())
     ) as pool:
         pending: set[Future] = {pool.submit(_worker_unit, unit) for unit in units}
         while pending:
@@ -239,20 +266,21 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
     columns = Columns(io.text_column, io.id_column)
     bad = BadRows(skip=io.on_error == "skip")
     files = resolve_inputs(io.inputs, bad)
-    units = plan_units(files, io.max_rows_per_shard, columns, bad)
+    check_apart(io.inputs, files, io.output)
+    units = plan_units(files, io.max_rows_per_shard, columns, bad, io.columns, io.drop_columns, io.batch_size)
     if io.output == "-":
         return _run_to_stdout(stage, io, units, bad, started)
     if not io.output:
         raise UsageError("missing -o/--output (a directory, or - for JSON lines on stdout)")
 
     plan = make_plan(stage, io, files, units)
+    index, count = io.task()
     out = OutputDir(io.output)
-    out.prepare(plan, io.overwrite)
+    out.prepare(plan, io.overwrite, (index, count))
     rejected = None
     if rejected_dir:
         rejected = OutputDir(rejected_dir)
-        rejected.prepare({**plan, "stage": f"{stage.name}:rejected"}, io.overwrite)
-    index, count = io.task()
+        rejected.prepare({**plan, "stage": f"{stage.name}:rejected"}, io.overwrite, (index, count))
     mine = [u for u in units if u.index % count == index]
     done = out.finished_units(u.index for u in mine)
     if rejected is not None:

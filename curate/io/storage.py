@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import random
 import sys
 import time
@@ -40,6 +41,21 @@ def is_remote(path: str | object) -> bool:
 def join(base: str, *names: str) -> str:
     """``base/name`` for a local path or a URL (``pathlib`` would fold ``s3://`` into ``s3:/``)."""
     return "/".join([base.rstrip("/"), *names])
+
+
+def normalised_location(location: str) -> str:
+    """A URL with one spelling (lower-case scheme, no empty path parts), or a local path made absolute and
+    real (symlinks and ".." resolved)."""
+    if is_remote(location):
+        scheme, rest = location.split("://", 1)
+        return f"{scheme.lower()}://" + "/".join(part for part in rest.split("/") if part)
+    return os.path.realpath(location)
+
+
+def overlapping(a: str, b: str) -> bool:
+    """Whether two locations are the same or one lies inside the other."""
+    a, b = normalised_location(a), normalised_location(b)
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
 @dataclass
