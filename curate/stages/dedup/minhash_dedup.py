@@ -169,7 +169,7 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
                                                      "against": index_header}, "inputs": [str(sig_dir)],
             "units": [{"tasks": count}]}
     out = OutputDir(out_path)
-    out.prepare(plan, io.overwrite)
+    out.prepare(plan, io.overwrite, (task, count))
     store.drop_stale_header(out.path, plan)
     for stale in out.path.glob("edges-*.npz"):
         if f"-{digest(plan)}-" not in stale.name:
