@@ -504,3 +504,17 @@ def test_a_summary_with_many_reasons_stays_readable():
     line = describe_summary({"stage": "quality", "output": "o", "docs_in": 500, "docs_out": 500, "removed": removed})
     assert "reason_29 29, reason_28 28, reason_27 27, reason_26 26, reason_25 25, … 25 more" in line
     assert "reason_00" not in line
+
+
+def test_every_stage_command_refuses_shards_inside_an_input_but_a_file_output_may_sit_there(tmp_path):
+    from curate.sample import generate
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(generate(300, seed=3), data / "a.parquet")
+    for command in (["dedup", "exact"], ["dedup", "minhash"], ["pii"], ["quality"]):
+        result = invoke(*command, str(data), "-o", str(data / "out"), "-q")
+        assert result.exit_code == 2 and "a run would read its own output" in result.output, (command, result.output)
+    assert not (data / "out").exists()
+    result = invoke("tokenizer", "train", str(data), "-o", str(data / "tokenizer.json"), "--vocab-size", "300", "-q")
+    assert result.exit_code == 0, result.output

@@ -277,9 +277,7 @@ def test_sigkill_after_n_units_leaves_clean_state_and_rerun_gives_identical_shar
         assert checksums(work) == checksums(reference), where
         assert {name: file_checksum(path) for name, path in visible_shards(work).items()} == expected, where
     assert killed_mid_run == len(seeds)
-    if orphaned:  # every other promise held; this one needs the worker pool to die with its parent
-        pytest.xfail(f"{len(orphaned)} worker processes outlived the SIGKILLed run (curate/io/runner.py: "
-                     "pool workers need PR_SET_PDEATHSIG or a parent watchdog)")
+    assert not orphaned, f"{len(orphaned)} worker processes outlived the SIGKILLed run"
 
 
 @pytest.fixture(scope="session")

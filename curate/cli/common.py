@@ -37,9 +37,10 @@ class DefaultCommandGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-def stage_group(help: str) -> typer.Typer:
+def stage_group(help: str, examples: str | None = None) -> typer.Typer:
     """A typer sub-app whose default command (``run``) handles ``curate STAGE INPUT... -o OUT``."""
-    return typer.Typer(cls=DefaultCommandGroup, help=help, no_args_is_help=True, rich_markup_mode=None)
+    return typer.Typer(cls=DefaultCommandGroup, help=help, epilog=examples, no_args_is_help=True,
+                       rich_markup_mode=None)
 
 
 def closed_pipe() -> typer.Exit:
@@ -177,12 +178,14 @@ def stage_command(
     examples: str,
     extra: list[inspect.Parameter] | None = None,
     recipe: str | None = None,
+    output_file: str | None = None,
 ) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
     """Register ``fn(params, io, **extra) -> summary`` as a command taking INPUT... -o OUT and every flag.
 
     The flags come from ``IOOptions`` and ``params_cls`` (one source of truth); ``extra`` adds command-only
     parameters (e.g. --rejected) that are passed to ``fn`` by keyword. ``recipe`` names the stage in
     recipe YAML (``curate run``), which validates its section against the same ``params_cls``.
+    ``output_file`` describes -o when the command writes one file (a model, a table) instead of shards.
     """
     io_names = [f.name for f in dataclasses.fields(IOOptions) if f.name not in _IO_ONLY]
     param_names = [f.name for f in dataclasses.fields(params_cls)]
@@ -193,6 +196,10 @@ def stage_command(
             with user_errors(command_label(ctx), kwargs["output"]):
                 io = from_mapping(IOOptions, {k: kwargs[k] for k in io_names}, "options")
                 io.inputs, io.output = list(kwargs["inputs"]), kwargs["output"]
+                if output_file is None:  # shards inside an input would be read back by the next run
+                    from curate.io.inputs import check_apart
+
+                    check_apart(io.inputs, [], io.output)
                 params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
                 summary = fn(params, io, **{p.name: kwargs[p.name] for p in extra})
                 emit_summary(summary, io)
@@ -211,7 +218,7 @@ def stage_command(
                 "output",
                 inspect.Parameter.KEYWORD_ONLY,
                 default=typer.Option(
-                    ..., "-o", "--output", help="Output directory, or - for JSON lines on stdout"
+                    ..., "-o", "--output", help=output_file or "Output directory, or - for JSON lines on stdout"
                 ),
                 annotation=str,
             ),

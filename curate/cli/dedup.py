@@ -23,12 +23,15 @@ from curate.stages.dedup.params import (
 
 app = typer.Typer(
     help="Deduplication: exact keys, MinHash-LSH near-duplicates (out of core), FineWeb2 rehydration.",
+    epilog="Examples:\n\n\b\n  curate dedup exact data/ -o out/exact\n  curate dedup minhash data/ -o out/dedup\n",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 minhash_app = stage_group(
     "MinHash-LSH near-duplicate removal. `curate dedup minhash INPUT... -o OUT` runs every pass; the passes\n"
-    "`signatures`, `cluster` and `filter` run separately for cluster array jobs (--shard-index/--num-shards)."
+    "`signatures`, `cluster` and `filter` run separately for cluster array jobs (--shard-index/--num-shards).",
+    examples="Examples:\n\n\b\n  curate dedup minhash data/ -o out/dedup --threshold 0.8 --bands 14 --rows 8\n"
+    "  curate dedup minhash signatures data/ -o work/sigs --shard-index 0 --num-shards 4\n",
 )
 app.add_typer(minhash_app, name="minhash")
 

@@ -23,7 +23,9 @@ from curate.stages.langid import (
 
 app = stage_group(
     "Language identification with fastText (offline default model): adds lang and lang_score, filters.\n\n"
-    "Usage: curate langid INPUT... -o OUT [options]   (see `curate langid run --help`)"
+    "Usage: curate langid INPUT... -o OUT [options]   (see `curate langid run --help`)",
+    examples="Examples:\n\n\b\n  curate langid data/ -o out/langid --keep en --min-score 0.65\n"
+    "  curate langid calibrate out/langid -o thresholds.yaml\n",
 )
 
 EXAMPLES = """Examples:
@@ -85,6 +87,7 @@ class CalibrateParams:
         f"tau = max({CALIBRATION_FLOOR}, min({CALIBRATION_CEILING}, median - std)) of its documents' scores. "
         "-o names the YAML file to write (- for stdout); use it with `curate langid --thresholds`."
     ),
+    output_file="YAML file of thresholds to write (- for stdout)",
     examples="Examples:\n\n\b\n  curate langid calibrate data/ -o thresholds.yaml\n"
     "  curate langid data/ -o out --thresholds thresholds.yaml\n",
 )

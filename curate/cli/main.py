@@ -66,6 +66,8 @@ app = typer.Typer(
     help="curate: streaming tools that turn raw text corpora into pretraining data.\n\n"
     "Every stage reads Parquet/JSONL (files, directories, globs, - for stdin) and writes sharded Parquet.\n"
     "Exit codes: 0 ok · 1 check failed · 2 usage · 3 bad input · 4 output problem · 5 remote storage still failing · 70 internal · 130 interrupted · 141 stdout closed (| head).",
+    epilog="Examples:\n\n\b\n  curate demo\n  curate langid data/ -o out/langid --keep en\n"
+    "  curate run recipes/fineweb-en.yaml --input data/ --work-dir work/\n",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,

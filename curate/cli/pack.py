@@ -15,9 +15,15 @@ from curate.stages.pack.train import train_tokenizer
 app = stage_group(
     "Tokenize and pack for training: Dataset-Decomposition buckets (default), concat-and-chunk or best-fit, "
     "as Parquet, Megatron .bin/.idx or .npy.\n\n"
-    "Usage: curate pack INPUT... -o OUT --tokenizer tokenizer.json [options]   (see `curate pack run --help`)"
+    "Usage: curate pack INPUT... -o OUT --tokenizer tokenizer.json [options]   (see `curate pack run --help`)",
+    examples="Examples:\n\n\b\n  curate pack data/ -o out/packed --tokenizer tokenizer.json --seq-len 8192\n",
 )
-tokenizer_app = typer.Typer(help="Tokenizer utilities.", no_args_is_help=True, rich_markup_mode=None)
+tokenizer_app = typer.Typer(
+    help="Tokenizer utilities.",
+    epilog="Examples:\n\n\b\n  curate tokenizer train data/ -o tokenizer.json --vocab-size 32000\n",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 EXAMPLES = """Examples:
 
@@ -54,6 +60,7 @@ class TrainParams:
     "train",
     TrainParams,
     help="Train a byte-level BPE tokenizer on the corpus with `tokenizers`' trainer; -o names the tokenizer.json.",
+    output_file="tokenizer.json file to write",
     examples="Examples:\n\n\b\n  curate tokenizer train data/ -o tokenizer.json --vocab-size 32000\n"
     "  curate pack data/ -o out --tokenizer tokenizer.json\n",
 )
