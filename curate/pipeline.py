@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.io.errors import UsageError
-from curate.io.output import MANIFEST, PLAN, PROGRESS_DIR, write_json_atomic
+from curate.io.output import MANIFEST, PLAN, PROGRESS_DIR, pid_alive, write_json_atomic
 from curate.recipes import (
     PIPELINE_FILE,
     PlannedStage,
@@ -66,20 +66,10 @@ def task_marker(work_dir: Path, piece: str, index: int, count: int) -> Iterator[
     write_json_atomic(path, {**record, "state": "ok"})
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _marker_state(marker: dict, assume_dead: bool) -> str:
     if marker["state"] != "running":
         return marker["state"]
-    if assume_dead or (marker.get("host") == socket.gethostname() and not _pid_alive(int(marker["pid"]))):
+    if assume_dead or (marker.get("host") == socket.gethostname() and not pid_alive(int(marker["pid"]))):
         return "failed"
     return "running"
 

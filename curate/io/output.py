@@ -82,8 +82,11 @@ def _writer_alive(name: str) -> bool:
     if len(parts) != 5 or parts[-1] != "tmp" or not parts[2].isdigit():
         return False  # an older curate's name: nobody writes it any more
     host, pid = parts[1], int(parts[2])
-    if host != _HOST:
-        return True
+    return host != _HOST or pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host is still running (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
