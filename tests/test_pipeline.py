@@ -348,7 +348,7 @@ def test_a_stage_that_keeps_nothing_passes_through_as_empty(small_corpus, tmp_pa
     warning (no exit 3 on curate's own output), `curate status` says complete, and a rerun is a no-op."""
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"inputs: [{small_corpus}]\nio: {{max_rows_per_shard: 600}}\nstages:\n"
-                      "  - langid: {keep: [zu]}\n  - quality: {}\n"
+                      "  - langid: {keep: [is], min_score: 0.99}\n  - quality: {}\n"
                       "  - langid-calibrate: {output: '${work_dir}/thresholds.yaml'}\n"
                       "  - dedup-minhash: {}\n  - dedup-rehydrate: {}\n")
     work = tmp_path / "w"
