@@ -40,7 +40,8 @@ EXAMPLES = """Examples:
   curate quality data/ -o out/quality
   curate quality langid-out/ -o out --filters gopher-quality,fineweb --rejected out-rejected
   curate quality data/ -o out --mode annotate            # keep all; add quality_reasons and q_* signals
-  curate quality data/ -o out --config quality.yaml --c4-remove-lines --workers 2
+  curate quality data/ -o out --filters gopher-repetition,gopher-quality,c4,fineweb   # FineWeb's chain
+  curate quality data/ -o out --config quality.yaml --no-c4-remove-lines --workers 2
 
 \b
 quality.yaml (keys as in curate/data/quality/defaults.yaml; null disables a rule):

@@ -102,7 +102,8 @@ class SpacySplitter:
         tokenizer = self.nlp.tokenizer
         if any(rule is not None and rule(span) for rule in (tokenizer.token_match, tokenizer.url_match)):
             return False
-        match = (tokenizer.prefix_search if prefix else tokenizer.suffix_search)(span)
+        search = tokenizer.prefix_search if prefix else tokenizer.suffix_search
+        match = search(span) if search is not None else None
         if match is None:
             return False
         return (match.start(), match.end()) == ((0, 1) if prefix else (len(span) - 1, len(span)))
