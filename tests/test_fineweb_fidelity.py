@@ -176,3 +176,15 @@ def test_long_texts_are_split_in_pieces_with_the_same_tokens(shared_data: Path, 
     pieces = split_words_by_language(pl.Series(texts), np.zeros(len(texts), dtype=np.int64), ["en"], keep_spaces=True)
     assert np.array_equal(whole.doc, pieces.doc)
     assert whole.strings().to_list() == pieces.strings().to_list()
+
+
+def test_remembered_spans_are_bounded_across_languages(monkeypatch):
+    import curate.text.words as words
+
+    monkeypatch.setattr(words, "SPANS_REMEMBERED", 50)
+    texts = [" ".join(f"w{i}x{j}" for j in range(40)) for i in range(5)]
+    for lang in ("en", "de"):
+        for text in texts:
+            tokens = split_words_by_language(pl.Series([text]), np.zeros(1, dtype=np.int64), [lang])
+            assert tokens.strings().to_list() == text.split()
+        assert sum(s.known.height for s in words._SPLITTERS.values()) <= 50 + 40

@@ -65,17 +65,17 @@ def sentence_terminators() -> frozenset[str]:
 class SpacySplitter:
     """spaCy's tokens for whitespace-free spans, remembered across batches.
 
-    Spans are keyed by a 64-bit hash; up to ``capacity`` spans are remembered, then forgotten at once, so
-    memory stays bounded whatever the corpus. Most spans are a plain word with at most one punctuation
+    Spans are keyed by a 64-bit hash. The splitters of all languages together remember up to
+    ``SPANS_REMEMBERED`` spans; past that, they all forget at once, so memory stays bounded whatever the
+    corpus and however many languages it holds. Most spans are a plain word with at most one punctuation
     character before and after it (``word``, ``(word``, ``word,``, ``"word."``): when the language's affix
     rules provably split those characters off and leave the word whole (checked for every character and
     neighbouring letter when the splitter is built), their tokens come from one vectorised expression and
     only the other spans go through spaCy.
     """
 
-    def __init__(self, nlp, capacity: int = 1_000_000) -> None:
+    def __init__(self, nlp) -> None:
         self.nlp = nlp
-        self.capacity = capacity
         # lexical attributes (shape, flags, …) play no part in where tokens split: skip computing them
         nlp.vocab.lex_attr_getters = {}
         self.special_cases = pl.Series(list(nlp.tokenizer.rules or {}), dtype=pl.String).implode()
@@ -177,8 +177,9 @@ class SpacySplitter:
             .filter(pl.col("span") != " ")
             .with_columns(gap=pl.col("span").str.contains(f"^[{_SPACE_CLASS}]"), key=pl.col("span").hash(seed=0))
         )
-        if self.known.height > self.capacity:
-            self._forget()
+        if sum(splitter.known.height for splitter in _SPLITTERS.values()) > SPANS_REMEMBERED:
+            for splitter in _SPLITTERS.values():
+                splitter._forget()
         missing = pieces.filter(~pl.col("gap")).join(self.known, on="key", how="anti")
         if missing.height:
             self._learn(missing.unique("key", keep="first", maintain_order=True)["span"])
@@ -231,10 +232,19 @@ def _plain_probes() -> list[str]:
     return letters + [a + b for a in letters for b in letters] + longer
 
 
-@cache
+#: spans whose tokens the splitters of all languages remember together (about 40 bytes each)
+SPANS_REMEMBERED = 1_000_000
+_SPLITTERS: dict[str, SpacySplitter] = {}
+
+
 def spacy_splitter(code: str) -> SpacySplitter | None:
-    nlp = spacy_tokenizer(code)
-    return SpacySplitter(nlp) if nlp is not None else None
+    """The splitter of a spaCy language code, built once per process (None: no offline tokenizer)."""
+    if code not in _SPLITTERS:
+        nlp = spacy_tokenizer(code)
+        if nlp is None:
+            return None
+        _SPLITTERS[code] = SpacySplitter(nlp)
+    return _SPLITTERS[code]
 
 
 @dataclass
