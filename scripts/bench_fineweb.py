@@ -229,6 +229,8 @@ def main() -> None:
                            ("curate, 1 core, in-stage", ours["stage_seconds"])):  # fmt: skip
         rate = n_docs / seconds
         print(f"{label:<34}{rate:>10.1f}{seconds:>10.2f}{rate / dt_rate:>14.1f}")
+    for name, stats in ours["stats"].items():
+        print(f"  curate {name}: {stats.get('seconds', 0):.2f} s in the stage ({stats['docs_in']} docs in)")
     print(f"\nkeep/drop agreement: {100 * report['agreement']:.2f}% of {report['docs']} documents; kept: curate "
           f"{report['kept_curate']}, datatrove {report['kept_datatrove']}, both {report['kept_both']}")
     print(f"kept texts byte-identical: {100 * report['identical_text']:.2f}% of the {report['kept_both']} both keep")
