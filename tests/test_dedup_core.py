@@ -24,8 +24,8 @@ from curate.stages.dedup.shingles import (
     normalize,
     shingle_hashes,
     shingle_sets,
-    string_buffers,
 )
+from curate.text import string_buffers
 
 
 def test_xxh64_matches_the_xxhash_library():

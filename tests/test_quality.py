@@ -18,7 +18,7 @@ from curate.io.inputs import Columns
 from curate.stages.quality import QualityParams, QualityStage
 from curate.stages.quality.config import QualityConfig, normalize_lang
 from curate.stages.quality.signals import _ngram_chars, _token_hashes
-from curate.text import split_lines, split_paragraphs, split_words
+from curate.text import split_words
 
 # 95 words, 7 sentences, all on separate lines ending in a period: passes every filter
 GOOD = "\n".join(
@@ -216,8 +216,6 @@ def test_words_without_spaces_are_split_per_character():
     assert split_words(pa.array(["我们是学生。Hello, world!"])).to_list() == [
         ["我", "们", "是", "学", "生", "。", "Hello", ",", "world", "!"]
     ]
-    assert split_lines(pa.array(["a\r\nb\n"])).to_list() == [["a", "b", ""]]
-    assert split_paragraphs(pa.array(["\na\nb\n\n\nc \n\n"])).to_list() == [["a\nb", "c"]]
 
 
 def test_language_column_selects_settings():

@@ -1,6 +1,7 @@
-"""Language-aware text splitting shared by the stages, vectorised over whole Arrow/polars columns.
+"""Text splitting shared by the stages, vectorised over whole Arrow/polars columns.
 
-Words
+Words (curate's own split, used where no spaCy tokenizer applies: see curate.text.words for the reference
+split the quality filters use)
     One regular expression (Rust `regex` syntax, run by polars over a whole column) that follows the
     behaviour of spaCy's rule-based tokenizers closely enough for document statistics:
 
@@ -14,17 +15,16 @@ Words
       deterministic and fast, and keeps per-document ratios stable; thresholds and stop words for these
       languages are therefore expressed in characters (see curate/data/quality/zh.yaml, ja.yaml).
 
-Lines
-    Split on ``\\n``; a ``\\r`` before it is dropped (CRLF files behave like LF files).
-
-Paragraphs
-    Blocks separated by two or more newlines (the Gopher definition).
+Whitespace
+    Python's ``str.isspace`` set, which the reference filters strip and split on.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 #: scripts segmented per character because they are written without spaces between words
 NO_SPACE_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar", "Tibetan")
@@ -46,8 +46,16 @@ URL_PATTERN = rf"(?:https?://|www\.)\S*{_EDGE}"
 WORD_PATTERN = "|".join([URL_PATTERN, _ABBREVIATION, _CORE, rf"['’]{_CORE}", rf"[{_NO_SPACE_CLASS}]\p{{M}}*"])
 #: any token: words, then ``...`` / ``--`` runs and single punctuation characters
 TOKEN_PATTERN = rf"{WORD_PATTERN}|\.\.+|--+|\S"
-#: paragraphs: maximal blocks not containing a blank line break (``\n\n``)
-PARAGRAPH_PATTERN = r"[^\n](?:\n?[^\n])*"
+#: the characters Python's ``str.isspace`` accepts (what ``strip()`` and ``split()`` remove, and where spaCy
+#: cuts a text): Unicode White_Space plus U+001C..U+001F
+PYTHON_SPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: the same set inside a regex character class
+PYTHON_SPACE_CLASS = r"\s\x1c-\x1f"
+#: a run of characters that are not Python whitespace (what ``str.split()`` returns)
+NON_SPACE_RUN = rf"[^{PYTHON_SPACE_CLASS}]+"
 
 
 def _series(texts: pa.Array | pa.ChunkedArray | pl.Series) -> pl.Series:
@@ -61,14 +69,17 @@ def split_words(texts: pa.Array | pa.ChunkedArray | pl.Series) -> pl.Series:
     return _series(texts).str.extract_all(TOKEN_PATTERN)
 
 
-def split_lines(texts: pa.Array | pa.ChunkedArray | pl.Series) -> pl.Series:
-    """Lines of every text (split on ``\\n``, trailing ``\\r`` removed), as a list column."""
-    return _series(texts).str.split("\n").list.eval(pl.element().str.strip_suffix("\r"))
-
-
-def split_paragraphs(texts: pa.Array | pa.ChunkedArray | pl.Series) -> pl.Series:
-    """Paragraphs (blocks separated by a blank line) of every stripped text, as a list column."""
-    return _series(texts).str.strip_chars().str.extract_all(PARAGRAPH_PATTERN)
+def string_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes as uint8, offsets as int64) of a string array without copying the text; nulls read as empty."""
+    texts = texts.cast(pa.large_string()) if texts.type != pa.large_string() else texts
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    _, offsets_buf, data_buf = texts.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return data, offsets
 
 
 def explode_with_index(lists: pl.Series, name: str) -> pl.DataFrame:

@@ -22,14 +22,10 @@ from functools import cache
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
-from curate.text import explode_with_index, split_words
+from curate.text import NON_SPACE_RUN, PYTHON_SPACE_CLASS, explode_with_index, split_words, string_buffers
 
-#: the characters Python's ``str.isspace`` accepts (spaCy's whitespace): Unicode White_Space + U+001C..1F
-_SPACE_CLASS = r"\s\x1c-\x1f"
-_SPAN = rf"[^{_SPACE_CLASS}]+"
-_SPAN_OR_GAP = rf"{_SPAN}|[{_SPACE_CLASS}]+"
+_SPAN_OR_GAP = rf"{NON_SPACE_RUN}|[{PYTHON_SPACE_CLASS}]+"
 #: a token made only of punctuation (spaCy's ``is_punct``: every character in a Unicode P* category)
 _PUNCT_TOKEN = r"^\p{P}+$"
 #: the word splitter of languages written without spaces when no spaCy segmenter is installed
@@ -171,11 +167,11 @@ class SpacySplitter:
         whitespace tokens spaCy makes (any whitespace run but a single space) are tokens too."""
         pieces = (
             pl.DataFrame({"doc": doc_ids.astype(np.uint32),
-                          "span": texts.str.extract_all(_SPAN_OR_GAP if keep_spaces else _SPAN)})
+                          "span": texts.str.extract_all(_SPAN_OR_GAP if keep_spaces else NON_SPACE_RUN)})
             .explode("span")
             .drop_nulls("span")
             .filter(pl.col("span") != " ")
-            .with_columns(gap=pl.col("span").str.contains(f"^[{_SPACE_CLASS}]"), key=pl.col("span").hash(seed=0))
+            .with_columns(gap=pl.col("span").str.contains(f"^[{PYTHON_SPACE_CLASS}]"), key=pl.col("span").hash(seed=0))
         )
         if sum(splitter.known.height for splitter in _SPLITTERS.values()) > SPANS_REMEMBERED:
             for splitter in _SPLITTERS.values():
@@ -372,9 +368,8 @@ def _last_single_space(data: np.ndarray, low: int, high: int, first: bool = Fals
 def _cut_at_spaces(text: pl.Series, size: int) -> Iterator[pl.Series]:
     """Parts of one long text of roughly ``size`` characters (``size`` bytes at most), cut in its UTF-8
     bytes at single spaces between two printable ASCII characters: no span or whitespace run is cut."""
-    array = text.to_arrow().cast(pa.large_string())
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + 2]
-    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[1]]
+    data, offsets = string_buffers(text.to_arrow())
+    data = data[offsets[0] : offsets[1]]
     start = 0
     while len(data) - start > size:
         cut = _last_single_space(data, start + size // 2, start + size)

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.stages.dedup.hashing import fmix64, xxh64
+from curate.text import string_buffers
 
 NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 TABLE_SIZE = 0x20000  # code points in the tables (planes 0 and 1); beyond: letters, unchanged
@@ -223,19 +224,6 @@ def normalize(texts: pa.Array, norm: Normalization) -> pa.Array:
         validity = pa.array(texts.is_valid().to_numpy(zero_copy_only=False)).buffers()[1]
     return pa.LargeStringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(data), validity,
                                             texts.null_count)
-
-
-def string_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes as uint8, offsets as int64) of a string array without copying the text; nulls read as empty."""
-    texts = texts.cast(pa.large_string()) if texts.type != pa.large_string() else texts
-    if texts.null_count:
-        texts = pc.fill_null(texts, "")
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
-    _, offsets_buf, data_buf = texts.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    return data, offsets
 
 
 @nb.njit(inline="always", cache=True)

@@ -28,7 +28,7 @@ from curate.params import digest
 from curate.stages.base import MapStage, StageOutput
 from curate.stages.dedup.cluster import group_equal_keys
 from curate.stages.dedup.hashing import xxh64
-from curate.stages.dedup.shingles import string_buffers
+from curate.text import string_buffers
 
 HEADER = "_dedup.json"
 FORMAT_VERSION = 2  # 2: shingle sets as large_binary (uint32 bytes) instead of large_list<uint32>

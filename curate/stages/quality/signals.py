@@ -23,12 +23,9 @@ import pyarrow as pa
 
 from curate.stages.quality.charsets import SYMBOL_CHARACTERS, TERMINAL_PUNCTUATION
 from curate.stages.quality.config import LanguageSettings
-from curate.text import explode_with_index
+from curate.text import NON_SPACE_RUN, PYTHON_SPACE, PYTHON_SPACE_CLASS, explode_with_index, string_buffers
 from curate.text.words import Tokens, count_sentences, sentence_terminators, split_words_by_language
 
-#: Python's ``str.isspace`` characters (what ``strip()`` and ``split()`` remove)
-_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-_SPACE_CLASS = r"\s\x1c-\x1f"
 #: the line boundaries of Python's ``str.splitlines``
 _LINE_BREAK = r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
 
@@ -39,11 +36,10 @@ def _char_class(chars: str) -> str:
 
 _SYMBOL_TOKEN = f"^{_char_class(SYMBOL_CHARACTERS)}+$"
 _FINEWEB_TERMINAL = _char_class(TERMINAL_PUNCTUATION) + "$"
-_BULLET_LINE = rf"^[{_SPACE_CLASS}]*[•-]"
-_ELLIPSIS_LINE = rf"(?:\.\.\.|…)[{_SPACE_CLASS}]*$"
+_BULLET_LINE = rf"^[{PYTHON_SPACE_CLASS}]*[•-]"
+_ELLIPSIS_LINE = rf"(?:\.\.\.|…)[{PYTHON_SPACE_CLASS}]*$"
 _C4_TERMINAL = "[.?!\"']$"
 _C4_CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
-_WHITESPACE_WORD = rf"[^{_SPACE_CLASS}]+"
 
 #: the names of the signals a filter computes (columns ``<prefix><name>`` in annotate mode)
 SIGNAL_NAME = re.compile(
@@ -128,7 +124,7 @@ def _first_distinct(column: str) -> pl.Expr:
     return pl.struct(pl.col("doc"), pl.col(column).hash(seed=0)).is_first_distinct()
 
 
-def _pieces(lists: pl.Series, name: str) -> pl.DataFrame:
+def _exploded(lists: pl.Series, name: str) -> pl.DataFrame:
     """``(doc, pos, <name>, length, is_last)`` rows of a list column."""
     return explode_with_index(lists, name).with_columns(
         length=pl.col(name).str.len_chars(), is_last=pl.col("pos") == pl.col("pos").max().over("doc")
@@ -176,12 +172,12 @@ class TextView:
     def python_lines(self) -> pl.DataFrame:
         """``str.splitlines()``: every line break Python knows, no empty line after a final break."""
         lines = self.texts.str.replace_all(_LINE_BREAK, "\n").str.strip_suffix("\n").str.split("\n")
-        return _pieces(lines, "line")
+        return _exploded(lines, "line")
 
     @cached_property
     def newline_lines(self) -> pl.DataFrame:
         """``str.split("\\n")``: lines keep a ``\\r`` before the break."""
-        return _pieces(self.texts.str.split("\n"), "line")
+        return _exploded(self.texts.str.split("\n"), "line")
 
     def count(self, literal: str) -> np.ndarray:
         return self.texts.str.count_matches(literal, literal=True).fill_null(0).to_numpy().astype(np.float64)
@@ -251,7 +247,7 @@ def _duplicates(frame: pl.DataFrame, column: str, n_docs: int) -> tuple[np.ndarr
 def gopher_repetition(view: TextView) -> FilterSignals:
     n_docs, text_len = view.n_docs, view.text_len
     # re.split(r"\n{2,}", text.strip()): blocks without a blank line; a blank text is one empty paragraph
-    paragraphs = _pieces(view.texts.str.strip_chars(_SPACE).str.split("\n\n"), "para").filter(
+    paragraphs = _exploded(view.texts.str.strip_chars(PYTHON_SPACE).str.split("\n\n"), "para").filter(
         pl.col("para") != ""
     )
     paragraphs = paragraphs.with_columns(pl.col("para").str.strip_chars("\n")).with_columns(
@@ -262,7 +258,7 @@ def gopher_repetition(view: TextView) -> FilterSignals:
 
     # re.split("\n+", text): the non-empty lines, plus the empty first/last piece of a text that
     # starts/ends with a line break
-    lines = _pieces(view.texts.str.split("\n"), "line").filter(
+    lines = _exploded(view.texts.str.split("\n"), "line").filter(
         (pl.col("line") != "") | (pl.col("pos") == 0) | pl.col("is_last")
     )
     n_lines, dup_lines, dup_line_chars = _duplicates(lines, "line", n_docs)
@@ -302,12 +298,7 @@ _HASH_BASE = np.uint64(0x100000001B3)
 def _token_hashes(tokens: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Polynomial hash of each token's UTF-8 bytes and ``base ** bytes``, so that the hash of a
     concatenation follows from its parts (n-grams compared as joined strings, as the reference does)."""
-    if isinstance(tokens, pa.ChunkedArray):
-        tokens = tokens.combine_chunks()
-    tokens = tokens.cast(pa.large_string())
-    _, offsets, data = tokens.buffers()
-    offsets = np.frombuffer(offsets, dtype=np.int64)[tokens.offset : tokens.offset + len(tokens) + 1]
-    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    data, offsets = string_buffers(tokens)
     return _polynomial_hashes(offsets, data)
 
 
@@ -431,7 +422,7 @@ def c4(view: TextView, rewrite: bool) -> FilterSignals:
     frame = lines.select(
         "doc",
         "pos",
-        stripped=pl.col("line").str.strip_chars(_SPACE),
+        stripped=pl.col("line").str.strip_chars(PYTHON_SPACE),
         remove_citations=column(per_doc.flag("c4", "remove_citations")),
         require_punct=column(per_doc.flag("c4", "require_terminal_punct")),
         min_words=column(per_doc.threshold("c4", "min_words_per_line")).fill_nan(None),
@@ -443,7 +434,7 @@ def c4(view: TextView, rewrite: bool) -> FilterSignals:
         policy_group=column(_policy_groups(per_doc)),
     )
     frame = frame.with_columns(
-        n_words=pl.col("stripped").str.count_matches(_WHITESPACE_WORD),
+        n_words=pl.col("stripped").str.count_matches(NON_SPACE_RUN),
         cleaned=pl.when(pl.col("remove_citations"))
         .then(pl.col("stripped").str.replace_all(_C4_CITATION, ""))
         .otherwise(pl.col("stripped")),
@@ -453,7 +444,7 @@ def c4(view: TextView, rewrite: bool) -> FilterSignals:
         long_word=pl.when(too_long)
         .then(
             pl.col("stripped")
-            .str.extract_all(_WHITESPACE_WORD)
+            .str.extract_all(NON_SPACE_RUN)
             .list.eval(pl.element().str.len_chars())
             .list.max()
             > pl.col("max_word_length")
@@ -511,7 +502,7 @@ def c4(view: TextView, rewrite: bool) -> FilterSignals:
             .join(pl.DataFrame({"doc": np.arange(n_docs, dtype=np.uint32)}), on="doc", how="right")
             .sort("doc")
         )
-        out.text = joined["cleaned"].fill_null("").str.strip_chars(_SPACE).rename(view.texts.name)
+        out.text = joined["cleaned"].fill_null("").str.strip_chars(PYTHON_SPACE).rename(view.texts.name)
     return out
 
 
@@ -549,7 +540,7 @@ def fineweb(view: TextView) -> FilterSignals:
     short_length = view.per_doc.threshold("fineweb", "short_line_length")
     lines = view.newline_lines
     frame = lines.with_columns(short_length=pl.Series(short_length[lines["doc"].to_numpy()])).filter(
-        pl.col("line").str.strip_chars(_SPACE) != ""
+        pl.col("line").str.strip_chars(PYTHON_SPACE) != ""
     )
     line_doc = frame["doc"].to_numpy()
     n_lines = _per_doc_sum(line_doc, None, n_docs)
