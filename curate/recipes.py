@@ -309,7 +309,7 @@ def _typer_default(parameter: inspect.Parameter) -> Any:
 def _minhash_passes(planned: PlannedStage) -> list[Pass]:
     """signatures → cluster → filter, as `curate dedup minhash` runs them, each an array pass."""
     from curate.cli.dedup import _sub
-    from curate.io.runner import run_map_stage
+    from curate.runner import run_map_stage
     from curate.stages.dedup.minhash_dedup import ClusterFilterStage, cluster_signatures, compute_signatures
     from curate.stages.dedup.params import ClusterParams, FilterParams, SignatureParams
 

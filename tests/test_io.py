@@ -18,8 +18,8 @@ from curate.io.errors import InputError, OutputError
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
 from curate.io.output import file_checksum
-from curate.io.runner import run_map_stage
 from curate.params import option
+from curate.runner import run_map_stage
 from curate.stages.base import MapStage, StageOutput
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
-from curate.io.runner import run_map_stage
+from curate.runner import run_map_stage
 from curate.stages.langid import (
     LangidParams,
     LangidStage,

@@ -185,8 +185,10 @@ def wait_for(condition, what: str, timeout: float = 60.0, interval: float = 0.02
 
 
 def progress_records(work: Path) -> list[Path]:
-    """Finished units of every pass of every stage (each pass's ``_progress/`` folder)."""
-    return sorted(work.glob("**/_progress/unit-*.json"))
+    """Finished units of every pass of every stage (each pass's ``_progress/`` folder). The run removes
+    folders (``.tmp``) while this walks them: a walk that ignores vanished folders sees the rest."""
+    return sorted(Path(folder) / name for folder, _, names in os.walk(work)
+                  if Path(folder).name == "_progress" for name in names if name.startswith("unit-"))
 
 
 def visible_shards(work: Path) -> dict[str, Path]:

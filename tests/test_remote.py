@@ -384,9 +384,8 @@ def test_paths_that_must_stay_on_a_file_system_say_so(s3_endpoint, remote_corpus
 def test_ray_workers_write_to_s3(s3_endpoint, remote_corpus, tmp_path):
     """Ray tasks run in worker processes that start with default storage settings: they must reach the
     endpoint given on the command line, and give the local output."""
-    from curate.executors import RayExecutor
     from curate.io.options import IOOptions
-    from curate.io.runner import run_map_stage, use_executor
+    from curate.runner import run_map_stage
     from curate.stages.langid import LangidParams, LangidStage
 
     def langid(source: str, out: str, **more) -> dict:
@@ -397,8 +396,7 @@ def test_ray_workers_write_to_s3(s3_endpoint, remote_corpus, tmp_path):
     # credentials in the options too: the shared Ray instance may have started before this module set them
     options = json.dumps({**json.loads(_options(s3_endpoint)), "key": CREDENTIALS["AWS_ACCESS_KEY_ID"],
                           "secret": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
-    with RayExecutor(num_cpus=2) as executor, use_executor(executor):
-        summary = langid(source, out, storage_options=options)
+    summary = langid(source, out, storage_options=options, executor="ray", workers=2)
     assert summary["complete"] and summary["units_processed"] == 7
     langid(str(_download(s3_endpoint, source, tmp_path / "in")), str(tmp_path / "local"))
     assert shard_checksums(_download(s3_endpoint, out, tmp_path / "out")) == shard_checksums(tmp_path / "local")

@@ -80,7 +80,7 @@ def exact(params: ExactParams, io: IOOptions) -> dict:
     extra=[REJECTED],
 )
 def minhash(params: MinhashParams, io: IOOptions, rejected: str | None = None) -> dict:
-    from curate.io.runner import run_map_stage
+    from curate.runner import run_map_stage
     from curate.stages.dedup.minhash_dedup import ClusterFilterStage, cluster_signatures, compute_signatures
 
     if io.output == "-":
@@ -140,7 +140,7 @@ def cluster(params: ClusterParams, io: IOOptions) -> dict:
     extra=[CLUSTERS, REJECTED],
 )
 def filter_command(params: FilterParams, io: IOOptions, clusters: str = "", rejected: str | None = None) -> dict:
-    from curate.io.runner import run_map_stage
+    from curate.runner import run_map_stage
     from curate.stages.dedup.minhash_dedup import ClusterFilterStage
 
     return run_map_stage(ClusterFilterStage(params, require_local(clusters, "--clusters")), io, rejected_dir=rejected)
@@ -154,7 +154,7 @@ def filter_command(params: FilterParams, io: IOOptions, clusters: str = "", reje
     "  curate dedup rehydrate out/dedup -o out/train --materialize --table '1:1,2:2,3:3,5:5,100:8,1000:1'\n",
 )
 def rehydrate(params: RehydrateParams, io: IOOptions) -> dict:
-    from curate.io.runner import run_map_stage
+    from curate.runner import run_map_stage
     from curate.stages.dedup.rehydrate import RehydrateStage
 
     return run_map_stage(RehydrateStage(params), io)

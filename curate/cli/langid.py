@@ -52,7 +52,7 @@ EXAMPLES = """Examples:
     recipe="langid",
 )
 def langid(params: LangidParams, io: IOOptions, rejected: str | None = None) -> dict:
-    from curate.io.runner import run_map_stage
+    from curate.runner import run_map_stage
 
     stage = LangidStage(params)
     for wanted, code in stage.keep_mapped.items():

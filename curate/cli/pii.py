@@ -33,6 +33,6 @@ EXAMPLES = """Examples:
     recipe="pii",
 )
 def pii(params: PiiParams, io: IOOptions) -> dict:
-    from curate.io.runner import run_map_stage
+    from curate.runner import run_map_stage
 
     return run_map_stage(PiiStage(params), io)

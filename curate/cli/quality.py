@@ -62,7 +62,7 @@ quality.yaml (keys as in curate/data/quality/defaults.yaml; null disables a rule
     extra=[_REJECTED],
 )
 def quality(params: QualityParams, io: IOOptions, rejected: str | None = None) -> dict:
-    from curate.io.runner import run_map_stage
+    from curate.runner import run_map_stage
 
     return run_map_stage(QualityStage(params), io, rejected_dir=rejected)
 
@@ -78,7 +78,7 @@ def quality(params: QualityParams, io: IOOptions, rejected: str | None = None) -
     extra=[_REJECTED],
 )
 def classify(params: ClassifyParams, io: IOOptions, rejected: str | None = None) -> dict:
-    from curate.io.runner import run_map_stage
+    from curate.runner import run_map_stage
 
     return run_map_stage(QualityClassifierStage(params), io, rejected_dir=rejected)
 

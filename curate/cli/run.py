@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import typer
 
 from curate.cli.common import describe_summary, user_errors
 from curate.io.errors import UsageError
-from curate.io.runner import use_executor
 
 
 def summary_table(rows: list[tuple[str, dict]]) -> str:
@@ -46,18 +44,6 @@ def _print_plan(loaded, json_summary: bool) -> None:
         passes = f", passes {' → '.join(row['passes'])}" if row.get("passes") else ""
         typer.echo(f"{i}. {row['stage']}: {row['status']} ({units}{passes})")
         typer.echo(f"   in:  {', '.join(row['inputs']) or '-'}\n   out: {row['output']}")
-
-
-def _executor(name: str, address: str | None, workers: int | None):
-    from curate.io.runner import LocalExecutor
-
-    if name == "local":
-        return contextlib.nullcontext(LocalExecutor())
-    if name != "ray":
-        raise UsageError(f"--executor must be local or ray, got {name!r}")
-    from curate.executors import RayExecutor
-
-    return RayExecutor(address, num_cpus=workers)
 
 
 def register(app: typer.Typer) -> None:
@@ -124,6 +110,8 @@ def register(app: typer.Typer) -> None:
             overrides: dict = {"quiet": True} if quiet or json_summary else {}
             if workers is not None:
                 overrides["workers"] = workers
+            if executor != "local" or ray_address:
+                overrides.update(executor=executor, ray_address=ray_address)
             loaded = load_recipe(recipe, work_dir, overrides, inputs=inputs or None)
             if dry_run:
                 _print_plan(loaded, json_summary)
@@ -140,12 +128,11 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("--pass needs --stage")
             task = IOOptions(shard_index=shard_index, num_shards=num_shards).task()
             record_pipeline(loaded, inputs or None)
-            with _executor(executor, ray_address, workers) as chosen, use_executor(chosen):
-                if stage:
-                    step = loaded.find(stage)
-                    pairs = [(step, run_step(step, task, pass_name))]
-                else:
-                    pairs = list(zip(loaded.stages, run_recipe(loaded, task), strict=False))
+            if stage:
+                step = loaded.find(stage)
+                pairs = [(step, run_step(step, task, pass_name))]
+            else:
+                pairs = list(zip(loaded.stages, run_recipe(loaded, task), strict=False))
             rows = [(step.name, s) for step, s in pairs]
             if json_summary:
                 typer.echo(json.dumps([s for _, s in rows], default=str, sort_keys=True))

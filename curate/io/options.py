@@ -25,7 +25,16 @@ class IOOptions:
     max_rows_per_shard: int = option(
         100_000, "Input rows per work unit and at most this many rows per output shard."
     )
-    workers: int = option(1, "Worker processes on this machine.", fingerprint=False)
+    workers: int = option(1, "Worker processes on this machine (with --executor ray: CPUs of a local Ray).",
+                          fingerprint=False)
+    executor: str = option(
+        "local", "local: this machine's worker processes. ray: one Ray task per unit (pip install 'curate[ray]').",
+        choices=["local", "ray"], fingerprint=False,
+    )
+    ray_address: str | None = option(
+        None, "--executor ray: the cluster to join (auto: the one this node belongs to; default: a local one).",
+        fingerprint=False,
+    )
     shard_index: int | None = option(
         None,
         "This task's index for cluster array jobs (default: $SLURM_ARRAY_TASK_ID relative to its minimum).",

@@ -244,6 +244,7 @@ class _LocalFiles:
 
     def publish(self, local: Path, name: str) -> int:
         final = self.root / name
+        final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(local, final)
         return final.stat().st_size
 
@@ -426,7 +427,7 @@ class OutputDir:
         return True
 
     def _started(self) -> bool:
-        """Whether the recorded run wrote anything besides its plan: a completion record, a shard, a bucket
+        """Whether the recorded run wrote anything besides its plan: a completion record, a shard, a shard
         folder, a manifest (only such a run's output is worth protecting from a different command)."""
         bookkeeping = {PLAN, PROGRESS_DIR, TMP_DIR, LOCK_DIR}
         written = [name for name in self.files.names() if name not in bookkeeping and not name.startswith(".")]
@@ -474,10 +475,32 @@ class OutputDir:
 
     def clear(self) -> None:
         """Remove what curate writes in an output directory (and nothing else): shards, ``_*`` metadata files
-        (plan, manifest, stats, errors, stage headers such as ``_buckets.json``) and its folders."""
+        (plan, manifest, stats, errors, stage tables), its folders, and folders that hold only shards."""
         for name in self.files.names():
-            if name in (PROGRESS_DIR, TMP_DIR) or name.startswith(("part-", "_", "bucket_")):
+            if name in (PROGRESS_DIR, TMP_DIR) or name.startswith(("part-", "_")):
                 self.files.remove(name)
+        for folder in self._shard_folders():
+            self.files.remove(folder)
+
+    def _shard_folders(self) -> list[str]:
+        """Folders a stage groups its shards in (``bucket_00256/part-00003.parquet``): they hold only shards."""
+        found = []
+        for folder in self._stage_folders():
+            names = self.files.listing(f"{folder}/")
+            if names and all(name.rsplit("/", 1)[-1].startswith("part-") for name in names):
+                found.append(folder)
+        return found
+
+    def _stage_folders(self) -> list[str]:
+        """Folders besides curate's bookkeeping (``_progress``, ``.tmp``, ``.locks``)."""
+        return [f for f in self.files.folders() if f != PROGRESS_DIR and not f.startswith(".")]
+
+    def _shard_listing(self, folders: Iterable[str]) -> dict[str, int]:
+        """{name: bytes} of the shards at the top and in ``folders``."""
+        listing = self.files.listing("part-")
+        for folder in sorted(set(folders) - {""}):
+            listing.update(self.files.listing(f"{folder}/part-"))
+        return listing
 
     def _progress_name(self, unit_index: int) -> str:
         return f"{PROGRESS_DIR}/unit-{unit_index:05d}.json"
@@ -493,17 +516,12 @@ class OutputDir:
         names = {index: self._progress_name(index) for index in sorted(wanted) if self._progress_name(index) in progress}
         if not names:
             return {}
-        shards = self.files.listing("part-")
         with ThreadPoolExecutor(_READ_THREADS if self.remote else 1, thread_name_prefix="curate-resume") as pool:
             texts = dict(zip(names, pool.map(self.files.read_text, names.values()), strict=True))
-        records = {}
-        for index, text in texts.items():
-            if text is None:
-                continue
-            record = UnitRecord.from_json(json.loads(text))
-            if all(shards.get(shard.name) == shard.bytes for shard in record.shards):
-                records[index] = record
-        return records
+        found = {index: UnitRecord.from_json(json.loads(text)) for index, text in texts.items() if text is not None}
+        shards = self._shard_listing(s.name.rpartition("/")[0] for r in found.values() for s in r.shards)
+        return {index: record for index, record in found.items()
+                if all(shards.get(shard.name) == shard.bytes for shard in record.shards)}
 
     def mark_finished(self, record: UnitRecord) -> None:
         self.files.write_text(self._progress_name(record.unit), json_text(_record_json(record)))
@@ -522,11 +540,11 @@ class OutputDir:
 
         progress = self.files.listing(f"{PROGRESS_DIR}/")
         self.files.remove_files([self._progress_name(i) for i in sorted(indices) if self._progress_name(i) in progress])
-        self.files.remove_files(sorted(name for name in self.files.listing("part-") if ours(name)))
+        self.files.remove_files(sorted(name for name in self._shard_listing(self._stage_folders()) if ours(name)))
         for entry in (self.path / TMP_DIR).glob("part-*"):
             if ours(entry.name) and not _writer_alive(entry.name):
                 entry.unlink(missing_ok=True)
-        self.files.abort_unfinished("part-", ours)
+        self.files.abort_unfinished("", ours)
 
     def publish(self, local: Path, rows: int, name: str | None = None) -> ShardInfo:
         """Move a complete shard from its temporary place to its final ``name`` (rename, or upload)."""
@@ -545,13 +563,16 @@ class OutputDir:
             self.files.publish(local, local.relative_to(self.path).as_posix())
 
     # -- finishing -------------------------------------------------------------------------------------
-    def finalize(self, plan: dict, records: list[UnitRecord], command: list[str], seconds: float) -> dict:
-        """Write manifest, stats and errors once every unit is finished; return the aggregated stats."""
+    def finalize(self, plan: dict, records: list[UnitRecord], command: list[str], seconds: float,
+                 extra: dict | None = None) -> dict:
+        """Write manifest, stats and errors once every unit is finished; return the aggregated stats
+        (the units' counters summed, then ``extra``: what the stage's own reduction adds)."""
         stats: dict = {}
         errors: list[dict] = []
         for record in records:
             merge_counters(stats, record.stats)
             errors.extend(record.errors)
+        stats.update(extra or {})
         stats = {"stage": plan["stage"], **stats, "wall_seconds": round(seconds, 3)}
         manifest = {
             "curate_version": curate.__version__,

@@ -17,8 +17,8 @@ from curate.io.errors import InputError
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
 from curate.io.output import OutputDir
-from curate.io.runner import run_map_stage
 from curate.params import fingerprint
+from curate.runner import run_map_stage
 from curate.stages.dedup import cluster as uf
 from curate.stages.dedup import store
 from curate.stages.dedup.minhash_dedup import CLUSTERS, ClusterFilterStage, write_clusters

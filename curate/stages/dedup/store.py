@@ -23,8 +23,8 @@ from curate.io.errors import CurateError, InputError, UsageError
 from curate.io.inputs import STDIN, BadRows, Columns, Unit, read_unit, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import PLAN, write_json_atomic
-from curate.io.runner import run_map_stage
 from curate.params import digest
+from curate.runner import run_map_stage
 from curate.stages.base import MapStage, StageOutput
 from curate.stages.dedup.cluster import group_equal_keys
 from curate.stages.dedup.hashing import xxh64

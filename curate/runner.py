@@ -1,9 +1,11 @@
-"""Runs a MapStage over its inputs: plan, resume, split across workers and array tasks, write, account.
+"""The one runner every stage goes through: plan, resume, split across workers and array tasks, write, account.
 
 Every unit is processed independently into its own shard(s), so the output does not depend on --workers,
 on how many array tasks share the work, or on the order in which units finish: unit ``i`` is done by task
 ``i % num_shards`` and lands in ``part-{i:05d}``. A unit is finished when its record is in ``_progress/``;
-reruns skip finished units, and whoever finishes the last unit writes the manifest and stats.
+reruns skip finished units, and whoever finishes the last unit runs the stage's ``finish`` and writes the
+manifest and stats. A stage of several passes runs them in order (:func:`run_passes`); a task stops at a
+pass that other tasks have not finished yet.
 """
 
 from __future__ import annotations
@@ -17,129 +19,44 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import curate
 from curate.io.errors import UsageError
 from curate.io.inputs import BadRows, Columns, Unit, check_apart, plan_units, read_unit, resolve_inputs
 from curate.io.options import IOOptions
-from curate.io.output import (
-    JsonlStdoutWriter,
-    OutputDir,
-    ShardWriter,
-    UnitRecord,
-    input_descriptions,
-    merge_counters,
-)
+from curate.io.output import JsonlStdoutWriter, OutputDir, UnitRecord, input_descriptions, merge_counters
 from curate.io.progress import Progress
 from curate.io.storage import configure
 from curate.params import fingerprint
-from curate.stages.base import MapStage
-
-T = TypeVar("T")
-
-
-def text_stats(batch: pa.RecordBatch, column: str) -> tuple[int, int]:
-    """(documents, characters) of a batch."""
-    if batch.num_rows == 0:
-        return 0, 0
-    chars = pc.sum(pc.utf8_length(batch.column(column))).as_py() or 0
-    return batch.num_rows, chars
+from curate.stages.base import MapStage, Pass, UnitContext, UnitStage, WorkUnit, account
 
 
 @dataclass
 class _Job:
     """Everything a worker needs besides the unit (picklable, sent once per worker)."""
 
-    stage: MapStage
+    stage: UnitStage
     io: IOOptions
     out: OutputDir | None
     rejected: OutputDir | None
 
 
-def _process_unit(job: _Job, unit: Unit, report=None) -> UnitRecord:
-    columns = Columns(job.io.text_column, job.io.id_column)
-    bad = BadRows(skip=job.io.on_error == "skip")
+def _process_unit(job: _Job, unit: WorkUnit, report: Callable[[int, int], None] | None = None) -> UnitRecord:
     assert job.out is not None
-    writer = ShardWriter(job.out, unit.index, job.io.max_rows_per_shard)
-    rejected = ShardWriter(job.rejected, unit.index, job.io.max_rows_per_shard) if job.rejected else None
-    stats: dict = dict.fromkeys(("docs_in", "chars_in", "docs_out", "chars_out"), 0)  # a unit may read nothing
+    context = UnitContext(job.io, job.out, job.rejected, report, BadRows(skip=job.io.on_error == "skip"))
     started = time.perf_counter()
-    job.stage.source = unit.file.path
-    try:
-        # Reading (a thread ahead) and writing (a thread behind) overlap with the stage's work: pyarrow
-        # releases the GIL while it decodes and compresses. One writer thread keeps the batches in order.
-        with ThreadPoolExecutor(1, thread_name_prefix="curate-write") as write_thread:
-            writes: list[Future] = []
-            for batch, _rows in prefetch(read_unit(unit, columns, job.io.batch_size, bad)):
-                result = job.stage.process(batch, columns)
-                _account(stats, batch, result.kept, columns)
-                writes.append(write_thread.submit(writer.write, result.kept))
-                if rejected is not None and result.rejected is not None:
-                    writes.append(write_thread.submit(rejected.write, result.rejected))
-                merge_counters(stats, result.counters)
-                if report is not None:
-                    report(batch.num_rows, batch.column(columns.text).nbytes)
-                while len(writes) > _WRITES_IN_FLIGHT:
-                    writes.pop(0).result()
-            for write in writes:
-                write.result()
-        record = UnitRecord(unit.index, writer.commit(), stats, bad.records)
-        if rejected is not None:
-            job.rejected.mark_finished(UnitRecord(unit.index, rejected.commit()))  # type: ignore[union-attr]
-    except BaseException:
-        writer.abort()
-        if rejected is not None:
-            rejected.abort()
-        raise
+    file = getattr(unit, "file", None)
+    job.stage.source = file.path if file is not None else ""
+    shards, stats = job.stage.run_unit(unit, context)
+    record = UnitRecord(unit.index, shards, stats, context.bad.records)
     record.stats["seconds"] = round(time.perf_counter() - started, 3)
     record.stats["units"] = 1
     job.out.mark_finished(record)
     return record
-
-
-class _Failure:
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-_END = object()
-_PREFETCH_DEPTH = 2
-_WRITES_IN_FLIGHT = 2
-
-
-def prefetch(items: Iterator[T], depth: int = _PREFETCH_DEPTH) -> Iterator[T]:
-    """Produce ``items`` in a background thread, up to ``depth`` ahead of the consumer (errors re-raised)."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-
-    def fill() -> None:
-        try:
-            for item in items:
-                buffer.put(item)
-            buffer.put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            buffer.put(_Failure(exc))
-
-    threading.Thread(target=fill, daemon=True, name="curate-read").start()
-    while (item := buffer.get()) is not _END:
-        if isinstance(item, _Failure):
-            raise item.error
-        yield item
-
-
-def _account(stats: dict, batch: pa.RecordBatch, kept: pa.RecordBatch, columns: Columns) -> None:
-    docs_in, chars_in = text_stats(batch, columns.text)
-    # stages whose rows are not documents (signatures, keys) count rows out and no characters
-    docs_out, chars_out = text_stats(kept, columns.text) if columns.text in kept.schema.names else (kept.num_rows, 0)
-    merge_counters(
-        stats, {"docs_in": docs_in, "chars_in": chars_in, "docs_out": docs_out, "chars_out": chars_out}
-    )
 
 
 # -- worker processes -------------------------------------------------------------------------------------
@@ -188,7 +105,7 @@ def _worker_unit(unit: Unit) -> UnitRecord:
     return _process_unit(_WORKER_JOB, unit, _worker_report)
 
 
-def _run_parallel(job: _Job, units: list[Unit], progress: Progress) -> list[UnitRecord]:
+def _run_parallel(job: _Job, units: Sequence[WorkUnit], progress: Progress) -> list[UnitRecord]:
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()
     records = []
@@ -219,13 +136,13 @@ def _drain(progress_queue, progress: Progress) -> None:
 class Executor(Protocol):
     """Runs ``units`` of ``job`` (each through ``_process_unit``); output never depends on the executor."""
 
-    def run(self, job: _Job, units: list[Unit], progress: Progress) -> None: ...
+    def run(self, job: _Job, units: Sequence[WorkUnit], progress: Progress) -> None: ...
 
 
 class LocalExecutor:
     """This process (``--workers 1``) or a pool of ``--workers`` spawned processes on this machine."""
 
-    def run(self, job: _Job, units: list[Unit], progress: Progress) -> None:
+    def run(self, job: _Job, units: Sequence[WorkUnit], progress: Progress) -> None:
         if job.io.workers > 1 and len(units) > 1:
             _run_parallel(job, units, progress)
         elif units:
@@ -235,32 +152,28 @@ class LocalExecutor:
                 progress.update(units=1)
 
 
-_EXECUTORS: list[Executor] = [LocalExecutor()]
+def executor_for(io: IOOptions) -> Executor:
+    """``--executor``: this machine's processes, or Ray (started once per process, shared by every stage)."""
+    if io.executor == "ray":
+        from curate.executors import ray_executor
+
+        return ray_executor(io.ray_address, io.workers if io.ray_address is None else None)
+    return LocalExecutor()
 
 
-@contextlib.contextmanager
-def use_executor(executor: Executor) -> Iterator[Executor]:
-    """Run the map stages started inside the block on ``executor`` (e.g. Ray for ``curate run --executor ray``)."""
-    _EXECUTORS.append(executor)
-    try:
-        yield executor
-    finally:
-        _EXECUTORS.remove(executor)
-
-
-# -- entry point ------------------------------------------------------------------------------------------
-def make_plan(stage: MapStage, io: IOOptions, files, units: list[Unit]) -> dict:
+# -- entry points -----------------------------------------------------------------------------------------
+def make_plan(stage: UnitStage, io: IOOptions, inputs: list, units: Sequence[WorkUnit]) -> dict:
     return {
         "curate_version": curate.__version__,
         "stage": stage.name,
         "parameters": {**fingerprint(stage.params), **stage.identity(), "io": fingerprint(io)},
-        "inputs": input_descriptions(files),
+        "inputs": inputs,
         "units": [u.describe() for u in units],
     }
 
 
-def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = None) -> dict:
-    """Run ``stage`` over ``io.inputs`` into ``io.output``; returns the run summary (the --json output)."""
+def run_map_stage(stage: UnitStage, io: IOOptions, *, rejected_dir: str | None = None) -> dict:
+    """Run ``stage`` over the units of ``io.inputs`` into ``io.output``; returns the run summary (--json)."""
     io.check()
     started = time.perf_counter()
     columns = Columns(io.text_column, io.id_column)
@@ -269,11 +182,21 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
     check_apart(io.inputs, files, io.output)
     units = plan_units(files, io.max_rows_per_shard, columns, bad, io.columns, io.drop_columns, io.batch_size)
     if io.output == "-":
+        if not isinstance(stage, MapStage):
+            raise UsageError(f"{stage.name} writes a directory: give -o DIR, not -")
         return _run_to_stdout(stage, io, units, bad, started)
-    if not io.output:
-        raise UsageError("missing -o/--output (a directory, or - for JSON lines on stdout)")
+    return run_units(stage, io, units, input_descriptions(files), rejected_dir=rejected_dir, bad=bad,
+                     started=started)
 
-    plan = make_plan(stage, io, files, units)
+
+def run_units(stage: UnitStage, io: IOOptions, units: Sequence[WorkUnit], inputs: list, *,
+              rejected_dir: str | None = None, bad: BadRows | None = None, started: float | None = None) -> dict:
+    """Run this task's share of ``units`` into ``io.output``: the plan is recorded (or checked, on a rerun),
+    finished units are skipped, and whoever finishes the last unit finishes the output."""
+    started = time.perf_counter() if started is None else started
+    if not io.output or io.output == "-":
+        raise UsageError(f"{stage.name}: missing -o/--output (a directory)")
+    plan = make_plan(stage, io, inputs, units)
     index, count = io.task()
     out = OutputDir(io.output)
     out.prepare(plan, io.overwrite, (index, count))
@@ -292,7 +215,7 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
             target.discard_units(u.index for u in todo)
     total_rows = sum(u.rows or 0 for u in todo) if all(u.rows is not None for u in todo) else None
     progress = Progress(stage.name, len(todo), total_rows, enabled=not io.quiet)
-    _EXECUTORS[-1].run(_Job(stage, io, out, rejected), todo, progress)
+    executor_for(io).run(_Job(stage, io, out, rejected), todo, progress)
     progress.close()
 
     records = out.all_records(len(units))
@@ -306,8 +229,10 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
         "complete": records is not None,
     }
     if records is not None:
-        records[0].errors = bad.records + records[0].errors  # bad files found while planning
-        stats = out.finalize(plan, records, sys.argv, time.perf_counter() - started)
+        if bad is not None:
+            records[0].errors = bad.records + records[0].errors  # bad files found while planning
+        extra = stage.finish(out, records)
+        stats = out.finalize(plan, records, sys.argv, time.perf_counter() - started, extra)
         if rejected is not None:
             rejected_records = rejected.all_records(len(units))
             if rejected_records is not None:
@@ -322,6 +247,42 @@ def run_map_stage(stage: MapStage, io: IOOptions, *, rejected_dir: str | None = 
     return summary
 
 
+def run_passes(stage_name: str, passes: list[Pass], io: IOOptions, only: str | None = None,
+               on_pass: Callable[[Pass, IOOptions], Any] | None = None) -> dict:
+    """Run a stage's passes in order as this array task; stop after a pass other tasks still work on.
+
+    A single pass runs only in task 0. ``only`` runs one pass by name; ``on_pass(pass, io)`` returns a context
+    manager entered around each pass (task markers of `curate run`). The summary is the last pass's, with
+    the earlier passes' summaries under their names.
+    """
+    started = time.perf_counter()
+    index, count = io.task()
+    if only is not None:
+        names = [p.name for p in passes if p.name]
+        if only not in names:
+            raise UsageError(f"--pass {only}: {stage_name} has " + (
+                f"the passes {', '.join(names)}" if names else "no passes (omit --pass)"))
+        passes = [p for p in passes if p.name == only]
+    summary: dict = {}
+    for piece in passes:
+        if not piece.array and index != 0:
+            return {**summary, "stage": stage_name, "complete": True,
+                    "skipped": "a single-task pass runs in task 0 only"}
+        task_io = replace(io, shard_index=index if piece.array else 0, num_shards=count if piece.array else 1)
+        with on_pass(piece, task_io) if on_pass else contextlib.nullcontext():
+            result = piece.run(task_io)
+        if piece.name and piece is not passes[-1]:
+            summary[piece.name] = result
+        else:
+            summary.update(result)
+        if not result.get("complete", True):
+            summary["complete"] = False
+            break
+    summary["stage"] = stage_name
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
 def _run_to_stdout(stage: MapStage, io: IOOptions, units: list[Unit], bad: BadRows, started: float) -> dict:
     columns = Columns(io.text_column, io.id_column)
     writer = JsonlStdoutWriter()
@@ -330,7 +291,7 @@ def _run_to_stdout(stage: MapStage, io: IOOptions, units: list[Unit], bad: BadRo
     for unit in units:
         for batch, _rows in read_unit(unit, columns, io.batch_size, bad):
             result = stage.process(batch, columns)
-            _account(stats, batch, result.kept, columns)
+            account(stats, batch, result.kept, columns)
             merge_counters(stats, result.counters)
             writer.write(result.kept)
     if bad.records:
