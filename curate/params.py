@@ -35,13 +35,16 @@ def option(
     short: str | None = None,
     choices: list[str] | None = None,
     fingerprint: bool = True,
+    required: bool = False,
 ) -> Any:
     """A dataclass field with the metadata the CLI, config files and manifest need.
 
     ``fingerprint=False`` marks parameters that cannot change the output (worker counts, verbosity), so a
-    resumed run may change them freely.
+    resumed run may change them freely. ``required=True`` marks a parameter every run must give (the CLI
+    shows it as required; a recipe section without it is refused); ``default`` is then only a placeholder.
     """
-    metadata = {"help": help, "flag": flag, "short": short, "choices": choices, "fingerprint": fingerprint}
+    metadata = {"help": help, "flag": flag, "short": short, "choices": choices, "fingerprint": fingerprint,
+                "required": required}
     if isinstance(default, list | dict | set):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -49,6 +52,27 @@ def option(
 
 def flag_of(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def key_of(field: dataclasses.Field) -> str:
+    """The field's name in recipes and config files: its flag without dashes (``--format`` → ``format``)."""
+    return flag_of(field).split("/")[0][2:].replace("-", "_")
+
+
+@dataclasses.dataclass(frozen=True)
+class Argument:
+    """A command argument that is not a stage parameter (a file to read or write, a model directory): one
+    declaration gives the CLI flag and the recipe key (the flag without dashes)."""
+
+    name: str
+    type: Any
+    default: Any = inspect.Parameter.empty  # empty: required
+    flags: tuple[str, ...] = ()
+    help: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -96,10 +120,12 @@ def cli_parameters(cls: type, exclude: tuple[str, ...] = ()) -> list[inspect.Par
         if tp is bool and default is True and "/" not in flag:
             flag = f"{flag}/--no-{flag[2:]}"  # a flag that is on by default must be possible to turn off
         decls = [flag] + ([field.metadata["short"]] if field.metadata.get("short") else [])
+        if field.metadata.get("required"):
+            default = ...
         if field.metadata.get("choices"):
             choices = enum.Enum(f"{field.name}_choices", {c: c for c in field.metadata["choices"]}, type=str)
             cli_type = choices | None if optional else choices
-            default = None if default is None else choices(default)
+            default = None if default in (None, ...) else choices(default)
         info = typer.Option(default, *decls, help=field.metadata.get("help", ""), show_default=True)
         params.append(
             inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=cli_type)
@@ -148,18 +174,24 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_mapping(cls: type, values: dict[str, Any], where: str = "config") -> Any:
-    """Build ``cls`` from a mapping (CLI keywords, a YAML section); unknown keys and bad types are errors."""
+    """Build ``cls`` from a mapping (CLI keywords, a YAML section); unknown keys, missing required keys and
+    bad types are errors. A key is the flag's name (``format`` for ``--format``) or the field's name."""
     hints = _field_types(cls)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
+    by_key = {**by_name, **{key_of(f): f for f in by_name.values()}}
     aliases = {k.replace("-", "_"): k for k in values}
-    unknown = [aliases[k] for k in aliases if k not in by_name]
+    unknown = [aliases[k] for k in aliases if k not in by_key]
     if unknown:
-        raise UsageError(
-            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected some of {', '.join(sorted(by_name))}"
-        )
+        expected = sorted(key_of(f) for f in by_name.values())
+        raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected some of {', '.join(expected)}")
+    given = {by_key[k].name for k, original in aliases.items() if values[original] not in (None, "")}
+    missing = [key_of(f) for f in by_name.values() if f.metadata.get("required") and f.name not in given]
+    if missing:
+        raise UsageError(f"{where}: {', '.join(missing)} is required")
     kwargs = {}
     for key, original in aliases.items():
-        field = by_name[key]
+        field = by_key[key]
+        key = field.name
         value = _convert(values[original], hints[key], f"{where}: {original}")
         choices = field.metadata.get("choices")
         if choices and value is not None and value not in choices:
@@ -264,7 +296,7 @@ def describe(cls: type) -> list[dict[str, Any]]:
     hints = _field_types(cls)
     return [
         {
-            "name": f.name,
+            "name": key_of(f),
             "flag": flag_of(f),
             "type": str(hints[f.name]).replace("typing.", ""),
             "default": _default_of(f),

@@ -16,22 +16,19 @@ the tasks ``{i % N}`` of the failed and missing units redoes exactly what is not
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
 import socket
 import sys
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from curate.io.errors import UsageError
 from curate.io.output import MANIFEST, PLAN, PROGRESS_DIR, pid_alive, write_json_atomic
 from curate.recipes import (
     PIPELINE_FILE,
+    TASKS_DIR,
     PlannedStage,
     PlannedTool,
     Recipe,
@@ -39,31 +36,6 @@ from curate.recipes import (
     holds_no_documents,
     load_recipe,
 )
-
-TASKS_DIR = "_tasks"
-
-
-# -- task markers ------------------------------------------------------------------------------------------
-def marker_path(work_dir: Path, piece: str, index: int, count: int) -> Path:
-    return Path(work_dir) / TASKS_DIR / piece / f"task-{index:05d}-of-{count:05d}.json"
-
-
-@contextlib.contextmanager
-def task_marker(work_dir: Path, piece: str, index: int, count: int) -> Iterator[None]:
-    """Record that task ``index`` of ``count`` of ``piece`` started, and how it ended."""
-    path = marker_path(work_dir, piece, index, count)
-    record: dict[str, Any] = {
-        "task": index, "tasks": count, "state": "running", "host": socket.gethostname(), "pid": os.getpid(),
-        "slurm_job": os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    write_json_atomic(path, record)
-    try:
-        yield
-    except BaseException as exc:
-        write_json_atomic(path, {**record, "state": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        raise
-    write_json_atomic(path, {**record, "state": "ok"})
 
 
 def _marker_state(marker: dict, assume_dead: bool) -> str:

@@ -22,11 +22,14 @@ the first unfinished shard of the first unfinished stage.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
+import os
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,19 +37,43 @@ from typing import Any
 import yaml
 
 import curate
-from curate.cli.common import RECIPE_STAGES, RecipeStage
 from curate.io.errors import UsageError
 from curate.io.options import IOOptions
-from curate.io.storage import is_remote, require_local, work_dir_beside
-from curate.params import StrictLoader, digest, fingerprint, from_mapping, load_mapping
+from curate.io.output import write_json_atomic
+from curate.io.storage import is_remote, require_local
+from curate.params import StrictLoader, digest, fingerprint, from_mapping, key_of, load_mapping
+from curate.registry import STAGES, TOOLS, StageSpec, ToolSpec
+from curate.stages.base import Pass
 
 _TOP_KEYS = {"inputs", "work_dir", "io", "stages", "name", "description"}
-# stages that are one run of the shared map runner: any number of array tasks may share them
-ARRAY_STAGES = {"langid", "quality", "quality-classify", "dedup-rehydrate", "pii"}
-MINHASH_PASSES = ("signatures", "cluster", "filter")
 PIPELINE_FILE = "_pipeline.json"
 STEPS_DIR = "_steps"
-REQUIRED = inspect.Parameter.empty
+TASKS_DIR = "_tasks"  # WORK/_tasks/NN-stage[.pass]/task-IIIII-of-NNNNN.json: see curate.pipeline
+
+
+# -- task markers ------------------------------------------------------------------------------------------
+def marker_path(work_dir: Path, piece: str, index: int, count: int) -> Path:
+    return Path(work_dir) / TASKS_DIR / piece / f"task-{index:05d}-of-{count:05d}.json"
+
+
+@contextlib.contextmanager
+def task_marker(work_dir: Path, piece: str, index: int, count: int) -> Iterator[None]:
+    """Record that task ``index`` of ``count`` of ``piece`` started, and how it ended."""
+    path = marker_path(work_dir, piece, index, count)
+    record: dict[str, Any] = {
+        "task": index, "tasks": count, "state": "running", "host": socket.gethostname(), "pid": os.getpid(),
+        "slurm_job": os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(path, record)
+    try:
+        yield
+    except BaseException as exc:
+        write_json_atomic(path, {**record, "state": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    write_json_atomic(path, {**record, "state": "ok"})
+
+
 
 
 class _LineLoader(StrictLoader):
@@ -71,22 +98,12 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 
 @dataclass
-class Pass:
-    """A schedulable piece of a stage: its own output directory; ``array`` passes split units over tasks."""
-
-    name: str  # "" when the stage is one pass
-    output: Path
-    array: bool
-    run: Callable[[IOOptions], dict]
-
-
-@dataclass
 class PlannedStage:
     index: int
-    stage: RecipeStage
+    stage: StageSpec
     params: Any
     io: IOOptions
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # the stage's options (--rejected DIR)
 
     @property
     def name(self) -> str:
@@ -97,31 +114,13 @@ class PlannedStage:
         return f"{self.index + 1:02d}-{self.name}"
 
     def passes(self) -> list[Pass]:
-        if self.name == "dedup-minhash":
-            return _minhash_passes(self)
-        run = self.stage.run
-
-        def whole(io: IOOptions) -> dict:
-            return run(self.params, io, **self.extra)
-
-        return [Pass("", Path(self.io.output), self.name in ARRAY_STAGES, whole)]
-
-
-@dataclass(frozen=True)
-class RecipeTool:
-    """A command used as a recipe step: reads the current data (``takes_inputs``), writes named files."""
-
-    name: str
-    params_classes: tuple[type, ...]
-    arguments: dict[str, Any]  # argument → default (REQUIRED when it has none)
-    takes_inputs: bool
-    call: Callable[[list[Any], dict[str, Any]], dict]
+        return self.stage.build_passes(self.params, self.io, **self.extra)
 
 
 @dataclass
 class PlannedTool:
     index: int
-    tool: RecipeTool
+    tool: ToolSpec
     params: list[Any]
     arguments: dict[str, Any]
     inputs: list[str]
@@ -158,9 +157,13 @@ class PlannedTool:
         if self.done():
             return {**json.loads(self.marker.read_text())["summary"], "skipped": "done before"}
         arguments = dict(self.arguments)
-        if self.tool.takes_inputs:
+        if self.tool.io:
+            io = from_mapping(IOOptions, arguments.pop("io"), f"{self.key}: io")
+            io.inputs, io.output, io.quiet = list(self.inputs), arguments.pop("output"), True
+            arguments = {"io": io}
+        elif self.tool.takes_inputs:
             arguments["inputs"] = self.inputs
-        summary = self.tool.call(self.params, arguments)
+        summary, _lines = self.tool.call(self.params, arguments)
         write_json_atomic(self.marker, {"fingerprint": self.fingerprint(), "summary": summary})
         return summary
 
@@ -200,10 +203,6 @@ def load_recipe(
     inputs: list[str] | None = None,
 ) -> Recipe:
     """Parse and validate a recipe; errors name the key and its line."""
-    from curate.cli.main import load_all
-
-    load_all()  # every stage registers its recipe entry when its command module loads
-
     path = Path(path)
     data = load_mapping(path, "recipe", loader=_LineLoader)
     unknown = sorted(set(data) - _TOP_KEYS)
@@ -225,7 +224,7 @@ def load_recipe(
         str(data.get("work_dir", "work")), f"{path}: work_dir")
     shared_io = dict(data.get("io") or {})
     shared_io.update(io_overrides or {})
-    tools = recipe_tools()
+    stages = {name: spec for name, spec in STAGES.items() if spec.recipe}
     steps: list[Step] = []
     current = inputs
     for index, item in enumerate(data["stages"]):
@@ -236,16 +235,16 @@ def load_recipe(
         ((name, section),) = item.items()
         where = _where(path, item, name)
         section = {k: _substitute(v, root, base) for k, v in dict(section or {}).items()}
-        if name in tools:
-            steps.append(_plan_tool(index, tools[name], section, current, root, shared_io, where))
+        if name in TOOLS:
+            steps.append(_plan_tool(index, TOOLS[name], section, current, root, shared_io, where))
             continue
-        entry = RECIPE_STAGES.get(name)
+        entry = stages.get(name)
         if entry is None:
-            known = ", ".join(sorted([*RECIPE_STAGES, *tools]))
+            known = ", ".join(sorted([*stages, *TOOLS]))
             raise UsageError(f"{where}: unknown stage '{name}' (known: {known})")
         stage_io = {**shared_io, **(section.pop("io", None) or {})}
-        extra = {k: section.pop(k) for k in entry.extra if k in section}
-        params = from_mapping(entry.params_cls, section, f"{where}: {name}")
+        extra = {a.name: section.pop(a.name) for a in entry.options if a.name in section}
+        params = from_mapping(entry.params_class(), section, f"{where}: {name}")
         io = from_mapping(
             IOOptions, {k: v for k, v in stage_io.items() if k not in ("inputs", "output")}, f"{where}: io"
         )
@@ -256,75 +255,37 @@ def load_recipe(
     return Recipe(path, root, inputs, steps)
 
 
-def _plan_tool(index: int, tool: RecipeTool, section: dict, inputs: list[str], root: Path, shared_io: dict,
+def _plan_tool(index: int, tool: ToolSpec, section: dict, inputs: list[str], root: Path, shared_io: dict,
                where: str) -> PlannedTool:
-    """Split a tool's section over its params dataclasses and its other arguments; unknown keys are errors."""
+    """Split a tool's section over its params dataclasses and its arguments; unknown keys are errors."""
     section = {k.replace("-", "_"): v for k, v in section.items()}
+    classes = tool.params_classes()
     params = []
-    for cls in tool.params_classes:
-        names = {f.name for f in dataclasses.fields(cls)}
-        params.append(from_mapping(cls, {k: section.pop(k) for k in list(section) if k in names},
+    for cls in classes:
+        keys = {k for f in dataclasses.fields(cls) for k in (f.name, key_of(f))}
+        params.append(from_mapping(cls, {k: section.pop(k) for k in list(section) if k in keys},
                                    f"{where}: {tool.name}"))
-    unknown = sorted(set(section) - set(tool.arguments))
+    names = [a.name for a in tool.arguments if a.name != "inputs"] + (["output"] if tool.io else [])
+    unknown = sorted(set(section) - set(names) - ({"io"} if tool.io else set()))
     if unknown:
-        expected = sorted({f.name for c in tool.params_classes for f in dataclasses.fields(c)} | set(tool.arguments))
+        expected = sorted({key_of(f) for c in classes for f in dataclasses.fields(c)} | set(names))
         raise UsageError(f"{where}: {tool.name}: unknown key(s) {', '.join(unknown)}; "
                          f"expected some of {', '.join(expected)}")
-    arguments = {}
-    for name, default in tool.arguments.items():
-        value = section.get(name, shared_io.get(name, default))
-        if value is REQUIRED:
-            raise UsageError(f"{where}: {tool.name}: '{name}' is required")
-        arguments[name] = value
+    arguments: dict[str, Any] = {}
+    for argument in tool.arguments:
+        if argument.name == "inputs":
+            continue
+        value = section.get(argument.name, shared_io.get(argument.name, argument.default))
+        if value is inspect.Parameter.empty:
+            raise UsageError(f"{where}: {tool.name}: '{argument.name}' is required")
+        arguments[argument.name] = value
+    if tool.io:
+        if not section.get("output"):
+            raise UsageError(f"{where}: {tool.name}: 'output' is required")
+        arguments["output"] = section["output"]
+        io = {**shared_io, **(section.get("io") or {})}
+        arguments["io"] = {k: v for k, v in io.items() if k in tool.io}
     return PlannedTool(index, tool, params, arguments, list(inputs), root)
-
-
-def recipe_tools() -> dict[str, RecipeTool]:
-    """Tool steps: the `curate mix` search commands (``mix-propose`` …) and ``langid-calibrate``."""
-    from curate.cli.langid import CalibrateParams, calibrate_command
-    from curate.cli.mix import COMMANDS
-
-    tools = {
-        "langid-calibrate": RecipeTool(
-            "langid-calibrate", (CalibrateParams,), {"output": REQUIRED}, True,
-            lambda params, args: calibrate_command(
-                params[0], IOOptions(inputs=args["inputs"], output=args["output"], quiet=True)),
-        )
-    }
-    for name, (function, classes, parameters) in COMMANDS.items():
-        defaults = {p.name: _typer_default(p) for p in parameters if p.name != "inputs"}
-        takes_inputs = any(p.name == "inputs" for p in parameters)
-        tools[f"mix-{name}"] = RecipeTool(
-            f"mix-{name}", tuple(classes), defaults, takes_inputs,
-            lambda params, args, function=function: function(*params, **args)[0],
-        )
-    return tools
-
-
-def _typer_default(parameter: inspect.Parameter) -> Any:
-    default = getattr(parameter.default, "default", parameter.default)
-    return REQUIRED if default is ... else default
-
-
-def _minhash_passes(planned: PlannedStage) -> list[Pass]:
-    """signatures → cluster → filter, as `curate dedup minhash` runs them, each an array pass."""
-    from curate.cli.dedup import _sub
-    from curate.runner import run_map_stage
-    from curate.stages.dedup.minhash_dedup import ClusterFilterStage, cluster_signatures, compute_signatures
-    from curate.stages.dedup.params import ClusterParams, FilterParams, SignatureParams
-
-    params = planned.params
-    work = Path(params.work_dir or work_dir_beside(planned.io.output, "minhash-work"))
-    signatures, clusters = work / "signatures", work / "clusters"
-    return [
-        Pass("signatures", signatures, True,
-             lambda io: compute_signatures(_sub(params, SignatureParams), io, signatures)),
-        Pass("cluster", clusters, True,
-             lambda io: cluster_signatures(_sub(params, ClusterParams), signatures, clusters, io)),
-        Pass("filter", Path(planned.io.output), True,
-             lambda io: run_map_stage(ClusterFilterStage(_sub(params, FilterParams), clusters), io,
-                                      rejected_dir=planned.extra.get("rejected"))),
-    ]
 
 
 def _substitute(value: Any, work_dir: Path, recipe_dir: Path) -> Any:
@@ -389,7 +350,7 @@ def run_step(step: Step, task: tuple[int, int] = (0, 1), only_pass: str | None =
 
     Single passes run only in task 0 (as task 0 of 1). Every pass leaves a task marker (``curate status``).
     """
-    from curate.pipeline import task_marker
+    from curate.runner import run_passes
 
     started = time.perf_counter()
     if holds_no_documents(step):
@@ -399,32 +360,14 @@ def run_step(step: Step, task: tuple[int, int] = (0, 1), only_pass: str | None =
             return {"stage": step.name, "complete": True, "skipped": "a tool runs in task 0 only"}
         with task_marker(step.work_dir, step.key, 0, 1):
             return {**step.run(), "stage": step.name, "wall_seconds": round(time.perf_counter() - started, 3)}
-    passes = step.passes()
-    if only_pass is not None:
-        names = [p.name for p in passes if p.name]
-        if only_pass not in names:
-            raise UsageError(f"--pass {only_pass}: {step.key} has " + (
-                f"the passes {', '.join(names)}" if names else "no passes (omit --pass)"))
-        passes = [p for p in passes if p.name == only_pass]
-    summary: dict = {}
-    for piece in passes:
-        index, count = task if piece.array else (0, 1)
-        if not piece.array and task[0] != 0:
-            return {"stage": step.name, "complete": True, "skipped": "a single-task pass runs in task 0 only"}
-        io = dataclasses.replace(step.io, shard_index=index, num_shards=count)
-        work_dir = Path(step.io.output).parent
-        with task_marker(work_dir, step.key + (f".{piece.name}" if piece.name else ""), index, count):
-            result = piece.run(io)
-        if piece.name and piece.name != passes[-1].name:
-            summary[piece.name] = result
-        else:
-            summary.update(result)
-        if not result.get("complete", True):
-            summary["complete"] = False
-            break
-    summary["stage"] = step.name
-    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
-    return summary
+    io = dataclasses.replace(step.io, shard_index=task[0], num_shards=task[1])
+    work_dir = Path(step.io.output).parent
+
+    def marker(piece: Pass, task_io: IOOptions) -> Any:
+        index, count = task_io.task()
+        return task_marker(work_dir, step.key + (f".{piece.name}" if piece.name else ""), index, count)
+
+    return run_passes(step.name, step.passes(), io, only_pass, marker)
 
 
 def holds_no_documents(step: Step) -> bool:

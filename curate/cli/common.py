@@ -16,8 +16,10 @@ import typer
 from typer.core import TyperGroup
 
 from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, output_os_error
+from curate.io.inputs import check_apart
 from curate.io.options import IOOptions
-from curate.params import cli_parameters, from_mapping
+from curate.params import Argument, cli_parameters, from_mapping
+from curate.registry import StageSpec, ToolSpec
 
 EXIT_INTERNAL = 70
 _IO_ONLY = ("inputs", "output")
@@ -156,91 +158,91 @@ def _fields(summary: dict) -> list[str]:
     return shown[:_SUMMARY_SHOWN]
 
 
-@dataclasses.dataclass(frozen=True)
-class RecipeStage:
-    """A stage as recipes call it: the same params dataclass and function as its command."""
+def cli_argument(argument: Argument) -> inspect.Parameter:
+    """A typer parameter for an :class:`~curate.params.Argument`: ``inputs`` is the positional INPUT...,
+    anything else an option (required when it has no default)."""
+    default = ... if argument.required else argument.default
+    if argument.name == "inputs":
+        metavar = "INPUT..." if argument.required else "[INPUT...]"
+        info: Any = typer.Argument(default, metavar=metavar, help=argument.help)
+        return inspect.Parameter("inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=info,
+                                 annotation=argument.type)
+    info = typer.Option(default, *argument.flags, help=argument.help)
+    return inspect.Parameter(argument.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=argument.type)
 
-    name: str
-    params_cls: type
-    run: Callable[..., dict]
-    extra: tuple[str, ...]
+
+INPUTS = Argument("inputs", list[str], help="Parquet/JSONL files, directories, globs, or -")
+SHARDS_OUTPUT = "Output directory, or - for JSON lines on stdout"
 
 
-RECIPE_STAGES: dict[str, RecipeStage] = {}
+def _io_parameters(names: tuple[str, ...]) -> list[inspect.Parameter]:
+    return cli_parameters(IOOptions, exclude=tuple(f.name for f in dataclasses.fields(IOOptions) if f.name not in names))
 
 
-def stage_command(
-    app: typer.Typer,
-    name: str,
-    params_cls: type,
-    *,
-    help: str,
-    examples: str,
-    extra: list[inspect.Parameter] | None = None,
-    recipe: str | None = None,
-    output_file: str | None = None,
-) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
-    """Register ``fn(params, io, **extra) -> summary`` as a command taking INPUT... -o OUT and every flag.
+def _io_from(kwargs: dict, names: tuple[str, ...]) -> IOOptions:
+    io = from_mapping(IOOptions, {k: kwargs[k] for k in names}, "options")
+    io.inputs, io.output = list(kwargs["inputs"]), kwargs["output"]
+    return io
 
-    The flags come from ``IOOptions`` and ``params_cls`` (one source of truth); ``extra`` adds command-only
-    parameters (e.g. --rejected) that are passed to ``fn`` by keyword. ``recipe`` names the stage in
-    recipe YAML (``curate run``), which validates its section against the same ``params_cls``.
-    ``output_file`` describes -o when the command writes one file (a model, a table) instead of shards.
-    """
-    io_names = [f.name for f in dataclasses.fields(IOOptions) if f.name not in _IO_ONLY]
+
+def stage_command(spec: StageSpec) -> Callable[..., None]:
+    """The command of a stage: INPUT... -o OUT, its parameters' flags, its options and the I/O flags it uses."""
+    params_cls = spec.params_class()
     param_names = [f.name for f in dataclasses.fields(params_cls)]
-    extra = extra or []
 
-    def decorator(fn: Callable[..., dict]) -> Callable[..., dict]:
-        def command(ctx: typer.Context, **kwargs: Any) -> None:
-            with user_errors(command_label(ctx), kwargs["output"]):
-                io = from_mapping(IOOptions, {k: kwargs[k] for k in io_names}, "options")
-                io.inputs, io.output = list(kwargs["inputs"]), kwargs["output"]
-                if output_file is None:  # shards inside an input would be read back by the next run
-                    from curate.io.inputs import check_apart
+    def command(ctx: typer.Context, **kwargs: Any) -> None:
+        with user_errors(command_label(ctx), kwargs["output"]):
+            io = _io_from(kwargs, spec.io)
+            check_apart(io.inputs, [], io.output)  # shards inside an input would be read back by the next run
+            params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
+            summary = spec.run(params, io, **{a.name: kwargs[a.name] for a in spec.options})
+            emit_summary(summary, io)
+            if not io.quiet and not io.json_summary and summary.get("complete", True):
+                for line in spec.lines(summary):
+                    typer.echo(line, err=True)
 
-                    check_apart(io.inputs, [], io.output)
-                params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
-                summary = fn(params, io, **{p.name: kwargs[p.name] for p in extra})
+    command.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        cli_argument(INPUTS),
+        cli_argument(Argument("output", str, flags=("-o", "--output"), help=SHARDS_OUTPUT)),
+        *cli_parameters(params_cls),
+        *map(cli_argument, spec.options),
+        *_io_parameters(spec.io),
+    ])
+    command.__doc__ = spec.help
+    return command
+
+
+def tool_command(spec: ToolSpec) -> Callable[..., None]:
+    """The command of a tool: its parameters' flags and arguments (and INPUT... -o FILE with I/O flags)."""
+    classes = spec.params_classes()
+    report = ("json_summary", "quiet")
+
+    def command(ctx: typer.Context, **kwargs: Any) -> None:
+        with user_errors(command_label(ctx), kwargs.get("output")):
+            params = [from_mapping(cls, {f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls)}, "options")
+                      for cls in classes]
+            if spec.io:
+                io = _io_from(kwargs, spec.io)
+                arguments: dict[str, Any] = {"io": io}
+            else:
+                io = IOOptions(json_summary=kwargs.pop("json_summary"), quiet=kwargs.pop("quiet"))
+                io.output = kwargs.get("output") or ""
+                arguments = {a.name: kwargs[a.name] for a in spec.arguments}
+            summary, lines = spec.call(params, arguments)
+            if io.json_summary or not lines:
                 emit_summary(summary, io)
+            elif not io.quiet:
+                typer.echo("\n".join(lines), err=True)
 
-        signature = [
-            inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-            inspect.Parameter(
-                "inputs",
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                default=typer.Argument(
-                    ..., metavar="INPUT...", help="Parquet/JSONL files, directories, globs, or -"
-                ),
-                annotation=list[str],
-            ),
-            inspect.Parameter(
-                "output",
-                inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(
-                    ..., "-o", "--output", help=output_file or "Output directory, or - for JSON lines on stdout"
-                ),
-                annotation=str,
-            ),
-            *cli_parameters(params_cls),
-            *extra,
-            *cli_parameters(IOOptions, exclude=_IO_ONLY),
-        ]
-        command.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
-        command.__doc__ = help
-        app.command(name, help=help, epilog=examples)(command)
-        if recipe:
-            RECIPE_STAGES[recipe] = RecipeStage(recipe, params_cls, fn, tuple(p.name for p in extra))
-        return fn
-
-    return decorator
-
-
-def keyword_option(name: str, annotation: Any, default: Any, *decls: str, help: str) -> inspect.Parameter:
-    """A command-only option (not part of a params dataclass), for ``stage_command(extra=...)``."""
-    return inspect.Parameter(
-        name,
-        inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(default, *decls, help=help),
-        annotation=annotation,
-    )
+    signature = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    if spec.io:
+        signature += [cli_argument(INPUTS), cli_argument(Argument("output", str, flags=("-o", "--output"),
+                                                                  help=spec.output))]
+    signature += [*map(cli_argument, spec.arguments)]
+    for cls in classes:
+        signature += cli_parameters(cls)
+    signature += _io_parameters(spec.io or report)
+    command.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
+    command.__doc__ = spec.help
+    return command

@@ -6,59 +6,104 @@ would cost seconds per invocation, which users of shell pipelines and array jobs
 
 from __future__ import annotations
 
-import importlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
+import click
 import typer
 from typer.core import TyperGroup
 
 import curate
-
-# command name → (module, attribute): a typer sub-app, or a `register(app)` function adding root commands
-COMMANDS: dict[str, tuple[str, str]] = {
-    "langid": ("curate.cli.langid", "app"),
-    "quality": ("curate.cli.quality", "app"),
-    "pii": ("curate.cli.pii", "app"),
-    "dedup": ("curate.cli.dedup", "app"),
-    "mix": ("curate.cli.mix", "app"),
-    "pack": ("curate.cli.pack", "register"),
-    "tokenizer": ("curate.cli.pack", "register"),
-    "validate": ("curate.cli.validate", "register"),
-    "stats": ("curate.cli.validate", "register"),
-    "report": ("curate.cli.validate", "register"),
-    "run": ("curate.cli.run", "register"),
-    "status": ("curate.cli.run", "register"),
-    "sample": ("curate.cli.demo", "register"),
-    "demo": ("curate.cli.demo", "register"),
-}
+from curate.registry import (
+    COMMANDS,
+    GROUPS,
+    STAGES,
+    TOOLS,
+    CommandSpec,
+    StageSpec,
+    ToolSpec,
+    load,
+    top_level_words,
+)
 
 
-def load_command(name: str) -> Any:
-    module_name, attribute = COMMANDS[name]
-    target = getattr(importlib.import_module(module_name), attribute)
-    if attribute == "app":
-        command = typer.main.get_command(target)
-        command.name = name
+def _path_specs(path: tuple[str, ...]) -> tuple[StageSpec | ToolSpec | CommandSpec | None, list[str]]:
+    """The entry of the command table at ``path`` (if any) and the next words of the commands below it."""
+    here, below = None, []
+    for spec in (*STAGES.values(), *TOOLS.values(), *COMMANDS):
+        words = spec.command
+        if words == path:
+            here = spec
+        elif words[: len(path)] == path and words[len(path)] not in below:
+            below.append(words[len(path)])
+    return here, below
+
+
+def _single(callback: Callable[..., None], name: str, help: str, examples: str) -> click.Command:
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+    holder.command(name, help=help, epilog=examples)(callback)
+    return typer.main.get_command(holder)
+
+
+def build_command(path: tuple[str, ...]) -> click.Command | None:
+    """The click command at ``path``: built from the command table when it is asked for (only that entry's
+    parameters module is imported), a group when commands sit below it."""
+    from curate.cli.common import stage_command, tool_command
+
+    spec, below = _path_specs(path)
+    command: click.Command | None = None
+    if isinstance(spec, StageSpec):
+        command = _single(stage_command(spec), path[-1], spec.help, spec.examples)
+    elif isinstance(spec, ToolSpec):
+        command = _single(tool_command(spec), path[-1], spec.help, spec.examples)
+    elif isinstance(spec, CommandSpec):
+        holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+        load(spec.register)(holder)
+        built = typer.main.get_command(holder)
+        command = built.commands[path[-1]] if hasattr(built, "commands") else built
+    if not below:
         return command
-    holder = typer.Typer(rich_markup_mode=None)
-    target(holder)
-    built = typer.main.get_command(holder)  # a group, or the command itself when register() added one
-    return built.commands[name] if hasattr(built, "commands") else built
+    return StageGroup(path, command, below)
 
 
-def load_all() -> None:
-    """Import every command module (recipes need every stage's registration)."""
-    for module_name, _ in set(COMMANDS.values()):
-        importlib.import_module(module_name)
+class StageGroup(TyperGroup):
+    """A command with sub-commands: ``curate langid INPUT -o OUT`` runs the stage, ``curate langid calibrate …``
+    the tool below it. ``--help`` shows the stage's own flags and examples, then the sub-commands."""
+
+    def __init__(self, path: tuple[str, ...], default: click.Command | None, below: list[str]):
+        help_text, examples = GROUPS.get(path, ("", None))
+        super().__init__(name=path[-1], help=help_text, epilog=examples, no_args_is_help=True,
+                         rich_markup_mode=None)
+        self.path, self.default, self.below = path, default, below
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.below)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "run" and self.default is not None:  # the old spelling, `curate langid run …`
+            return self.default
+        return build_command((*self.path, cmd_name)) if cmd_name in self.below else None
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if self.default is not None and args and args[0] not in (*self.below, "run", "--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.default is None:
+            super().format_help(ctx, formatter)
+            return
+        self.default.format_help(ctx, formatter)
+        self.format_commands(ctx, formatter)
 
 
 class LazyGroup(TyperGroup):
     def list_commands(self, ctx: typer.Context) -> list[str]:
-        return list(COMMANDS)
+        return top_level_words()
 
     def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
-        return load_command(cmd_name) if cmd_name in COMMANDS else None
+        return build_command((cmd_name,)) if cmd_name in top_level_words() else None
 
 
 app = typer.Typer(

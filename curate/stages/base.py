@@ -11,7 +11,6 @@ Most stages are a :class:`MapStage`: a function over Arrow record batches, testa
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -106,6 +105,17 @@ class UnitStage(ABC):
     def run_unit(self, unit: Any, context: UnitContext) -> tuple[list[ShardInfo], dict]:
         """Write the unit's shards (committed: renamed into place) and return them with the unit's counters."""
 
+    def notices(self) -> list[str]:
+        """What the run should tell the user before it starts (e.g. how a flag was understood)."""
+        return []
+
+    def warnings(self, summary: dict) -> list[str]:
+        """Warnings about a finished output (e.g. a column renamed). A filter that kept nothing is warned
+        about by the runner; ``empty_hint`` says which flags to check."""
+        return []
+
+    empty_hint: ClassVar[str] = ""
+
     def finish(self, out: OutputDir, records: list[UnitRecord]) -> dict:
         """Runs once all units are finished, before the manifest: a short reduction over the unit records
         (e.g. a table of buckets). It may run again after a crash, so it must be idempotent. Returns
@@ -183,6 +193,3 @@ class Pass:
     array: bool
     run: Callable[[IOOptions], dict]
 
-
-def timed(started: float) -> float:
-    return round(time.perf_counter() - started, 3)

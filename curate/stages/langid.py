@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.io.errors import InputError, UsageError
-from curate.io.inputs import Columns
-from curate.io.output import file_checksum
+from curate.io.inputs import BadRows, Columns, iter_batches
+from curate.io.options import IOOptions
+from curate.io.output import file_checksum, write_text_atomic
 from curate.params import load_mapping, option
 from curate.stages.base import MapStage, StageOutput
 
@@ -194,6 +196,17 @@ def _code(label: str | None) -> str | None:
 
 class LangidStage(MapStage):
     name = "langid"
+
+    empty_hint = "--keep, --min-score and --thresholds"
+
+    def notices(self) -> list[str]:
+        return [f"--keep {wanted}: using the model's code '{code}'" for wanted, code in self.keep_mapped.items()]
+
+    def warnings(self, summary: dict) -> list[str]:
+        if not summary.get(ORIGINAL_LANG):
+            return []
+        return [f"the input already had a 'lang' column; it is kept as '{ORIGINAL_LANG}' "
+                f"({summary[ORIGINAL_LANG]:,} documents) and 'lang' now holds the model's prediction"]
 
     def __init__(self, params: LangidParams):
         super().__init__(params)
@@ -379,3 +392,31 @@ def calibrate(batches, model: str | None, columns: Columns, min_docs: int) -> di
             raise InputError("input", "column 'lang' has nulls; calibrate expects langid output or raw text")
         histogram.add(lang, score)
     return histogram.thresholds(min_docs)
+
+
+@dataclass
+class CalibrateParams:
+    model: str | None = option(
+        None,
+        "fastText LID model (default: bundled lid.176.ftz); unused when the input has lang and lang_score.",
+    )
+    min_docs: int = option(20, "Languages with fewer predicted documents get no threshold.")
+
+
+def calibrate_tool(params: CalibrateParams, io: IOOptions) -> tuple[dict, list[str]]:
+    """`curate langid calibrate` (and the ``langid-calibrate`` recipe step): thresholds as YAML."""
+    columns = Columns(io.text_column, io.id_column)
+    bad = BadRows(skip=io.on_error == "skip")
+    table = calibrate(iter_batches(io.inputs, columns, io.batch_size, bad=bad), params.model, columns,
+                      params.min_docs)
+    lines = [f"# curate langid calibrate: tau = max({CALIBRATION_FLOOR}, min({CALIBRATION_CEILING}, median - std))"]
+    lines += [f"{lang}: {row['threshold']}  # docs={row['docs']} median={row['median']} std={row['std']}"
+              for lang, row in table.items()]
+    text = "\n".join(lines) + "\n"
+    if io.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(io.output, text)
+    summary = {"stage": "langid calibrate", "output": io.output, "languages": table,
+               "errors_skipped": len(bad.records)}
+    return summary, []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,7 @@ from curate.io.inputs import Columns, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import OutputDir, ShardWriter, UnitRecord, input_descriptions
 from curate.params import StrictLoader, fingerprint, option
+from curate.stages.base import Pass
 from curate.stages.mix.domains import DomainSpec, TokenCounter
 
 MIX_COLUMN = "mix_domain"
@@ -168,3 +170,7 @@ def apply_mixture(params: ApplyParams, io: IOOptions) -> dict:
         "max_abs_share_error": round(max(abs(r["realised"] - r["target"]) for r in table.values()), 6),
         "domains": table,
     }
+
+
+def apply_passes(params: ApplyParams, io: IOOptions) -> list[Pass]:
+    return [Pass("", Path(io.output), False, lambda task_io: apply_mixture(params, task_io))]

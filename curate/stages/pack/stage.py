@@ -34,6 +34,7 @@ from curate.io.output import (
 )
 from curate.io.progress import Progress
 from curate.params import fingerprint, option
+from curate.stages.base import Pass
 from curate.stages.pack.curriculum import buckets_metadata
 from curate.stages.pack.packers import BestFitPacker, ConcatPacker, DecomposePacker, DocRows, Emitted, Packer
 from curate.stages.pack.stats import compare_table
@@ -272,3 +273,7 @@ def run_pack(params: PackParams, io: IOOptions) -> dict:
     tokens_in = sum(s["tokens"]["in"] for s in by_strategy.values()) / len(by_strategy)
     summary["tokens_per_s"] = round(tokens_in / seconds, 1) if seconds else None
     return summary
+
+
+def pack_passes(params: PackParams, io: IOOptions) -> list[Pass]:
+    return [Pass("", Path(io.output), False, lambda task_io: run_pack(params, task_io))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -11,6 +12,7 @@ from curate.io.errors import UsageError
 from curate.io.inputs import BadRows, Columns, iter_batches
 from curate.io.options import IOOptions
 from curate.io.output import write_text_atomic
+from curate.params import option
 
 
 def train_tokenizer(vocab_size: int, min_frequency: int, eos_token: str, io: IOOptions) -> dict:
@@ -49,3 +51,15 @@ def train_tokenizer(vocab_size: int, min_frequency: int, eos_token: str, io: IOO
         "errors_skipped": len(bad.records),
         "wall_seconds": round(time.perf_counter() - started, 3),
     }
+
+
+@dataclass
+class TrainParams:
+    vocab_size: int = option(32_000, "Vocabulary size, special tokens included.")
+    min_frequency: int = option(2, "Merge only pairs seen at least this often.")
+    eos_token: str = option("<|endoftext|>", "End-of-document special token added to the vocabulary.")
+
+
+def train_tool(params: TrainParams, io: IOOptions) -> tuple[dict, list[str]]:
+    """`curate tokenizer train` (and the ``tokenizer-train`` recipe step)."""
+    return train_tokenizer(params.vocab_size, params.min_frequency, params.eos_token, io), []
