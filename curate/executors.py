@@ -1,30 +1,169 @@
-"""Executors beyond this machine: Ray runs the same per-unit tasks as the local worker pool.
+"""Who runs a stage's units: this process, a pool of worker processes on this machine, or Ray.
 
-Each unit is one Ray task (``_process_unit``, as in a local worker), so the shards, progress records and
-manifest are byte-identical to a local run; the output must be on storage every Ray node sees (a shared
-file system, or an object store: ``-o s3://…``). Every stage command takes ``--executor ray``; Ray starts
-once per process and serves every stage and pass of a recipe.
-Install with ``pip install 'curate[ray]'``.
+Every executor runs each unit through ``_process_unit``, so the shards, progress records and manifest do not
+depend on the executor. Ray runs one task per unit on the cluster at ``--ray-address`` (or a local instance,
+started once per process and shared by every stage and pass of a recipe); the output must be on storage
+every Ray node sees (a shared file system, or an object store: ``-o s3://…``). Install with
+``pip install 'curate[ray]'``.
 """
 
 from __future__ import annotations
 
 import atexit
-from collections.abc import Sequence
-from typing import Any
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from curate.io.errors import UsageError
+from curate.io.inputs import BadRows
+from curate.io.options import IOOptions
+from curate.io.output import OutputDir, UnitRecord
 from curate.io.progress import Progress
 from curate.io.storage import configure
 from curate.params import digest, fingerprint
-from curate.runner import _Job, _process_unit
-from curate.stages.base import WorkUnit
+from curate.stages.base import UnitContext, UnitStage, WorkUnit
 
-_READY: dict[str, _Job] = {}  # per Ray worker process: the job whose stage.setup() (model loading) ran
+
+@dataclass
+class Job:
+    """Everything a worker needs besides the unit (picklable, sent once per worker)."""
+
+    stage: UnitStage
+    io: IOOptions
+    out: OutputDir | None
+    rejected: OutputDir | None
+
+
+def _process_unit(job: Job, unit: WorkUnit, report: Callable[[int, int], None] | None = None) -> UnitRecord:
+    assert job.out is not None
+    context = UnitContext(job.io, job.out, job.rejected, report, BadRows(skip=job.io.on_error == "skip"))
+    started = time.perf_counter()
+    file = getattr(unit, "file", None)
+    job.stage.source = file.path if file is not None else ""
+    shards, stats = job.stage.run_unit(unit, context)
+    record = UnitRecord(unit.index, shards, stats, context.bad.records)
+    record.stats["seconds"] = round(time.perf_counter() - started, 3)
+    record.stats["units"] = 1
+    job.out.mark_finished(record)
+    return record
+
+
+# -- worker processes -------------------------------------------------------------------------------------
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WORKER_JOB: Job | None = None
+_WORKER_QUEUE = None
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the run that started it dies (even by kill -9), instead of finishing its units.
+
+    Linux delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG: strictly, the death of the thread
+    that started the worker, which is the one that submits units and outlives the pool); elsewhere a thread
+    watches the parent.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # it died before the request took effect
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="curate-parent-watch").start()
+
+
+def _init_worker(job: Job, progress_queue, parent: int) -> None:
+    global _WORKER_JOB, _WORKER_QUEUE
+    _die_with_parent(parent)
+    _WORKER_JOB, _WORKER_QUEUE = job, progress_queue
+    configure(job.io.storage_options, job.io.retries)  # a spawned process starts with default settings
+    job.stage.setup()
+
+
+def _worker_report(docs: int, nbytes: int) -> None:
+    if _WORKER_QUEUE is not None:
+        _WORKER_QUEUE.put((docs, nbytes))
+
+
+def _worker_unit(unit: WorkUnit) -> UnitRecord:
+    assert _WORKER_JOB is not None
+    return _process_unit(_WORKER_JOB, unit, _worker_report)
+
+
+def _run_parallel(job: Job, units: Sequence[WorkUnit], progress: Progress) -> list[UnitRecord]:
+    context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()
+    records = []
+    with ProcessPoolExecutor(
+        job.io.workers, context, initializer=_init_worker, initargs=(job, progress_queue, os.getpid())
+    ) as pool:
+        pending: set[Future] = {pool.submit(_worker_unit, unit) for unit in units}
+        while pending:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            _drain(progress_queue, progress)
+            for future in done:
+                records.append(future.result())
+                progress.update(units=1)
+    _drain(progress_queue, progress)
+    return records
+
+
+def _drain(progress_queue, progress: Progress) -> None:
+    while True:
+        try:
+            docs, nbytes = progress_queue.get_nowait()
+        except queue.Empty:
+            return
+        progress.update(docs, nbytes)
+
+
+# -- executors: who runs a stage's units -------------------------------------------------------------------
+class Executor(Protocol):
+    """Runs ``units`` of ``job`` (each through ``_process_unit``); output never depends on the executor."""
+
+    def run(self, job: Job, units: Sequence[WorkUnit], progress: Progress) -> None: ...
+
+
+class LocalExecutor:
+    """This process (``--workers 1``) or a pool of ``--workers`` spawned processes on this machine."""
+
+    def run(self, job: Job, units: Sequence[WorkUnit], progress: Progress) -> None:
+        if job.io.workers > 1 and len(units) > 1:
+            _run_parallel(job, units, progress)
+        elif units:
+            job.stage.setup()
+            for unit in units:
+                _process_unit(job, unit, progress.update)
+                progress.update(units=1)
+
+
+def executor_for(io: IOOptions) -> Executor:
+    """``--executor``: this machine's processes, or Ray (started once per process, shared by every stage)."""
+    if io.executor == "ray":
+        return _ray_executor(io.ray_address, io.workers if io.ray_address is None else None)
+    return LocalExecutor()
+
+
+
+# -- Ray ------------------------------------------------------------------------------------------------------
+_READY: dict[str, Job] = {}  # per Ray worker process: the job whose stage.setup() (model loading) ran
 _STARTED: dict[tuple, RayExecutor] = {}
 
 
-def _run_unit(job: _Job, unit: WorkUnit):
+def _run_unit(job: Job, unit: WorkUnit):
     """One unit in a Ray worker; the stage is set up once per worker process and job, not once per unit."""
     assert job.out is not None
     key = digest([job.out.location, job.stage.name, fingerprint(job.stage.params)])
@@ -45,7 +184,7 @@ def _ray() -> Any:
     return ray
 
 
-def ray_executor(address: str | None, num_cpus: int | None) -> RayExecutor:
+def _ray_executor(address: str | None, num_cpus: int | None) -> RayExecutor:
     """The Ray executor of this process: Ray is started (or joined) on first use and shut down at exit."""
     key = (address, num_cpus)
     if key not in _STARTED:
@@ -68,7 +207,7 @@ class RayExecutor:
             atexit.register(ray.shutdown)
         return self
 
-    def run(self, job: _Job, units: Sequence[WorkUnit], progress: Progress) -> None:
+    def run(self, job: Job, units: Sequence[WorkUnit], progress: Progress) -> None:
         ray = _ray()
         task = ray.remote(num_cpus=1, max_retries=0)(_run_unit)
         job_ref = ray.put(job)

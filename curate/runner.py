@@ -11,154 +11,21 @@ pass that other tasks have not finished yet.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import multiprocessing
-import os
-import queue
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 import curate
+from curate.executors import Job, executor_for
 from curate.io.errors import UsageError
 from curate.io.inputs import BadRows, Columns, Unit, check_apart, plan_units, read_unit, resolve_inputs
 from curate.io.options import IOOptions
-from curate.io.output import JsonlStdoutWriter, OutputDir, UnitRecord, input_descriptions, merge_counters
+from curate.io.output import JsonlStdoutWriter, OutputDir, input_descriptions, merge_counters
 from curate.io.progress import Progress
-from curate.io.storage import configure
 from curate.params import fingerprint
-from curate.stages.base import MapStage, Pass, UnitContext, UnitStage, WorkUnit, account
-
-
-@dataclass
-class _Job:
-    """Everything a worker needs besides the unit (picklable, sent once per worker)."""
-
-    stage: UnitStage
-    io: IOOptions
-    out: OutputDir | None
-    rejected: OutputDir | None
-
-
-def _process_unit(job: _Job, unit: WorkUnit, report: Callable[[int, int], None] | None = None) -> UnitRecord:
-    assert job.out is not None
-    context = UnitContext(job.io, job.out, job.rejected, report, BadRows(skip=job.io.on_error == "skip"))
-    started = time.perf_counter()
-    file = getattr(unit, "file", None)
-    job.stage.source = file.path if file is not None else ""
-    shards, stats = job.stage.run_unit(unit, context)
-    record = UnitRecord(unit.index, shards, stats, context.bad.records)
-    record.stats["seconds"] = round(time.perf_counter() - started, 3)
-    record.stats["units"] = 1
-    job.out.mark_finished(record)
-    return record
-
-
-# -- worker processes -------------------------------------------------------------------------------------
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-_WORKER_JOB: _Job | None = None
-_WORKER_QUEUE = None
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this worker when the run that started it dies (even by kill -9), instead of finishing its units.
-
-    Linux delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG: strictly, the death of the thread
-    that started the worker, which is the one that submits units and outlives the pool); elsewhere a thread
-    watches the parent.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # it died before the request took effect
-            os._exit(1)
-        return
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="curate-parent-watch").start()
-
-
-def _init_worker(job: _Job, progress_queue, parent: int) -> None:
-    global _WORKER_JOB, _WORKER_QUEUE
-    _die_with_parent(parent)
-    _WORKER_JOB, _WORKER_QUEUE = job, progress_queue
-    configure(job.io.storage_options, job.io.retries)  # a spawned process starts with default settings
-    job.stage.setup()
-
-
-def _worker_report(docs: int, nbytes: int) -> None:
-    if _WORKER_QUEUE is not None:
-        _WORKER_QUEUE.put((docs, nbytes))
-
-
-def _worker_unit(unit: Unit) -> UnitRecord:
-    assert _WORKER_JOB is not None
-    return _process_unit(_WORKER_JOB, unit, _worker_report)
-
-
-def _run_parallel(job: _Job, units: Sequence[WorkUnit], progress: Progress) -> list[UnitRecord]:
-    context = multiprocessing.get_context("spawn")
-    progress_queue = context.Queue()
-    records = []
-    with ProcessPoolExecutor(
-        job.io.workers, context, initializer=_init_worker, initargs=(job, progress_queue, os.getpid())
-    ) as pool:
-        pending: set[Future] = {pool.submit(_worker_unit, unit) for unit in units}
-        while pending:
-            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-            _drain(progress_queue, progress)
-            for future in done:
-                records.append(future.result())
-                progress.update(units=1)
-    _drain(progress_queue, progress)
-    return records
-
-
-def _drain(progress_queue, progress: Progress) -> None:
-    while True:
-        try:
-            docs, nbytes = progress_queue.get_nowait()
-        except queue.Empty:
-            return
-        progress.update(docs, nbytes)
-
-
-# -- executors: who runs a stage's units -------------------------------------------------------------------
-class Executor(Protocol):
-    """Runs ``units`` of ``job`` (each through ``_process_unit``); output never depends on the executor."""
-
-    def run(self, job: _Job, units: Sequence[WorkUnit], progress: Progress) -> None: ...
-
-
-class LocalExecutor:
-    """This process (``--workers 1``) or a pool of ``--workers`` spawned processes on this machine."""
-
-    def run(self, job: _Job, units: Sequence[WorkUnit], progress: Progress) -> None:
-        if job.io.workers > 1 and len(units) > 1:
-            _run_parallel(job, units, progress)
-        elif units:
-            job.stage.setup()
-            for unit in units:
-                _process_unit(job, unit, progress.update)
-                progress.update(units=1)
-
-
-def executor_for(io: IOOptions) -> Executor:
-    """``--executor``: this machine's processes, or Ray (started once per process, shared by every stage)."""
-    if io.executor == "ray":
-        from curate.executors import ray_executor
-
-        return ray_executor(io.ray_address, io.workers if io.ray_address is None else None)
-    return LocalExecutor()
+from curate.stages.base import MapStage, Pass, UnitStage, WorkUnit, account
 
 
 # -- entry points -----------------------------------------------------------------------------------------
@@ -217,7 +84,7 @@ def run_units(stage: UnitStage, io: IOOptions, units: Sequence[WorkUnit], inputs
             target.discard_units(u.index for u in todo)
     total_rows = sum(u.rows or 0 for u in todo) if all(u.rows is not None for u in todo) else None
     progress = Progress(stage.name, len(todo), total_rows, enabled=not io.quiet)
-    executor_for(io).run(_Job(stage, io, out, rejected), todo, progress)
+    executor_for(io).run(Job(stage, io, out, rejected), todo, progress)
     progress.close()
 
     records = out.all_records(len(units))
