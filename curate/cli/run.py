@@ -9,23 +9,23 @@ import typer
 
 from curate.cli.common import describe_summary, user_errors
 from curate.io.errors import UsageError
+from curate.summary import RunSummary
 
 
 def summary_table(rows: list[tuple[str, dict]]) -> str:
     """One line per stage: documents in/out, and characters (text stages) or tokens (pack) out."""
     header = f"{'stage':<14} {'docs in':>9} {'docs out':>9} {'kept':>7} {'chars/tokens out':>18} {'seconds':>8}"
     lines = [header, "-" * len(header)]
-    for name, s in rows:
-        if "docs_in" not in s:  # a tool step: it wrote a file
-            lines.append(f"{name:<14} {'→ ' + str(s.get('output') or '-'):<46} {s.get('wall_seconds', 0):>8.2f}")
+    for name, data in rows:
+        s = RunSummary.from_dict(data)
+        if s.docs_in is None:  # a tool step: it wrote a file
+            lines.append(f"{name:<14} {'→ ' + (s.output or '-'):<46} {s.wall_seconds:>8.2f}")
             continue
-        kept = 100 * s.get("docs_out", 0) / max(s.get("docs_in", 0), 1)
-        tokens = s.get("tokens", {}).get("out") if isinstance(s.get("tokens"), dict) else None
-        volume = f"{s['chars_out']:,} chars" if "chars_out" in s else f"{tokens:,} tokens" if tokens else "-"
-        lines.append(
-            f"{name:<14} {s.get('docs_in', 0):>9,} {s.get('docs_out', 0):>9,} {kept:>6.1f}% "
-            f"{volume:>18} {s.get('wall_seconds', 0):>8.2f}"
-        )
+        docs_out = s.docs_out or 0
+        kept = 100 * docs_out / max(s.docs_in, 1)
+        volume = (f"{s.chars_out:,} chars" if s.chars_out is not None
+                  else f"{s.tokens_out:,} tokens" if s.tokens_out else "-")
+        lines.append(f"{name:<14} {s.docs_in:>9,} {docs_out:>9,} {kept:>6.1f}% {volume:>18} {s.wall_seconds:>8.2f}")
     return "\n".join(lines)
 
 

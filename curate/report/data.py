@@ -22,6 +22,7 @@ from curate.io.inputs import Columns, iter_batches, parquet_file, resolve_inputs
 from curate.io.output import MANIFEST, PLAN, STATS, files_at
 from curate.io.storage import is_remote, join
 from curate.stages.corpus_stats import LengthHistogram, char_lengths
+from curate.summary import RunSummary
 
 CLUSTER_COLUMNS = ("dup_cluster_size", "dup_count")  # written by `dedup minhash` and `dedup exact`
 
@@ -57,36 +58,26 @@ class StageDir:
         shards = self.shards()
         return bool(shards) and column in parquet_file(shards[0]).schema_arrow.names
 
+    @property
+    def summary(self) -> RunSummary:
+        return RunSummary.from_dict(self.stats)
+
     def docs_in(self) -> int | None:
-        if "docs_in" in self.stats:
-            return int(self.stats["docs_in"])
-        documents = self.stats.get("documents")
-        return int(documents["in"]) if isinstance(documents, dict) and "in" in documents else None
+        return self.summary.docs_in
 
     def docs_out(self) -> int | None:
-        if "compare" in self.stats:  # pack --compare writes statistics only, no documents
-            return None
-        if "docs_out" in self.stats:
-            return int(self.stats["docs_out"])
-        documents = self.stats.get("documents")
-        if isinstance(documents, dict) and "in" in documents:  # pack: documents with a token in the output
-            return int(documents["in"]) - int(documents.get("dropped", 0))
-        return self.rows
+        summary = self.summary
+        if summary.docs_out is None and "compare" not in self.stats:
+            return self.rows
+        return summary.docs_out
 
     def tokens(self) -> tuple[int | None, int | None]:
         """(tokens in, tokens out) where the stage counted them (mix apply, pack)."""
-        tokens = self.stats.get("tokens")
-        if isinstance(tokens, dict):
-            return tokens.get("in"), tokens.get("out")
-        mix = self.stats.get("mix")
-        if isinstance(mix, dict):
-            return None, sum(int(row.get("tokens", 0)) for row in mix.values())
-        return None, None
+        return self.summary.tokens_in, self.summary.tokens_out
 
     def removed(self) -> dict[str, int]:
         """Documents removed per reason: each document once (first failing rule) when the stage says so."""
-        reasons = self.stats.get("removed_in_order") or self.stats.get("removed") or {}
-        return {str(k): int(v) for k, v in reasons.items() if isinstance(v, int | float) and v}
+        return self.summary.removed
 
 
 def _read_json(folder: str, name: str) -> dict:
