@@ -50,6 +50,25 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def nested(cls: type, help: str) -> Any:
+    """A field holding another params dataclass (one pass's settings inside a stage's). Its fields are flags
+    and recipe keys of their own, and a recipe may also give them as a section (``signatures: {ngram: 5}``)."""
+    return dataclasses.field(default_factory=cls, metadata={"help": help, "nested": True})
+
+
+def _is_nested(field: dataclasses.Field) -> bool:
+    return bool(field.metadata.get("nested"))
+
+
+def leaf_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` with nested params dataclasses flattened: what the command line shows."""
+    hints = _field_types(cls)
+    fields: list[dataclasses.Field] = []
+    for field in dataclasses.fields(cls):
+        fields.extend(leaf_fields(hints[field.name]) if _is_nested(field) else [field])
+    return fields
+
+
 def flag_of(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
@@ -104,6 +123,9 @@ def cli_parameters(cls: type, exclude: tuple[str, ...] = ()) -> list[inspect.Par
     params = []
     for field in dataclasses.fields(cls):
         if field.name in exclude:
+            continue
+        if _is_nested(field):
+            params.extend(cli_parameters(_field_types(cls)[field.name], exclude))
             continue
         tp, optional = _unwrap_optional(_field_types(cls)[field.name])
         default = _default_of(field)
@@ -177,18 +199,27 @@ def from_mapping(cls: type, values: dict[str, Any], where: str = "config") -> An
     """Build ``cls`` from a mapping (CLI keywords, a YAML section); unknown keys, missing required keys and
     bad types are errors. A key is the flag's name (``format`` for ``--format``) or the field's name."""
     hints = _field_types(cls)
-    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    values = dict(values)
+    kwargs: dict[str, Any] = {}
+    for field in [f for f in dataclasses.fields(cls) if _is_nested(f)]:
+        inner = hints[field.name]
+        section = values.pop(field.name, None) or {}
+        if not isinstance(section, dict):
+            raise UsageError(f"{where}: {field.name}: expected a mapping of its settings, got {section!r}")
+        keys = {k for f in leaf_fields(inner) for k in (f.name, key_of(f))}
+        flat = {k: values.pop(k) for k in list(values) if k.replace("-", "_") in keys}
+        kwargs[field.name] = from_mapping(inner, {**section, **flat}, where)
+    by_name = {f.name: f for f in dataclasses.fields(cls) if not _is_nested(f)}
     by_key = {**by_name, **{key_of(f): f for f in by_name.values()}}
     aliases = {k.replace("-", "_"): k for k in values}
     unknown = [aliases[k] for k in aliases if k not in by_key]
     if unknown:
-        expected = sorted(key_of(f) for f in by_name.values())
+        expected = sorted(key_of(f) for f in leaf_fields(cls))
         raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected some of {', '.join(expected)}")
     given = {by_key[k].name for k, original in aliases.items() if values[original] not in (None, "")}
     missing = [key_of(f) for f in by_name.values() if f.metadata.get("required") and f.name not in given]
     if missing:
         raise UsageError(f"{where}: {', '.join(missing)} is required")
-    kwargs = {}
     for key, original in aliases.items():
         field = by_key[key]
         key = field.name
@@ -283,25 +314,10 @@ def to_dict(params: Any) -> dict[str, Any]:
 def fingerprint(params: Any) -> dict[str, Any]:
     """The fields that can change the output: a resumed run must match them exactly."""
     out = to_dict(params)
-    return {f.name: out[f.name] for f in dataclasses.fields(params) if f.metadata.get("fingerprint", True)}
+    return {f.name: fingerprint(getattr(params, f.name)) if _is_nested(f) else out[f.name]
+            for f in dataclasses.fields(params) if f.metadata.get("fingerprint", True)}
 
 
 def digest(value: Any) -> str:
     """Stable short hash of a JSON-ready value."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def describe(cls: type) -> list[dict[str, Any]]:
-    """Field table (name, flag, type, default, help) for docs and the recipe schema."""
-    hints = _field_types(cls)
-    return [
-        {
-            "name": key_of(f),
-            "flag": flag_of(f),
-            "type": str(hints[f.name]).replace("typing.", ""),
-            "default": _default_of(f),
-            "help": f.metadata.get("help", ""),
-            "choices": f.metadata.get("choices"),
-        }
-        for f in dataclasses.fields(cls)
-    ]

@@ -41,7 +41,7 @@ from curate.io.errors import UsageError
 from curate.io.options import IOOptions
 from curate.io.output import write_json_atomic
 from curate.io.storage import is_remote, require_local
-from curate.params import StrictLoader, digest, fingerprint, from_mapping, key_of, load_mapping
+from curate.params import StrictLoader, digest, fingerprint, from_mapping, key_of, leaf_fields, load_mapping
 from curate.registry import STAGES, TOOLS, StageSpec, ToolSpec
 from curate.stages.base import Pass
 
@@ -262,13 +262,13 @@ def _plan_tool(index: int, tool: ToolSpec, section: dict, inputs: list[str], roo
     classes = tool.params_classes()
     params = []
     for cls in classes:
-        keys = {k for f in dataclasses.fields(cls) for k in (f.name, key_of(f))}
+        keys = {k for f in leaf_fields(cls) for k in (f.name, key_of(f))}
         params.append(from_mapping(cls, {k: section.pop(k) for k in list(section) if k in keys},
                                    f"{where}: {tool.name}"))
     names = [a.name for a in tool.arguments if a.name != "inputs"] + (["output"] if tool.io else [])
     unknown = sorted(set(section) - set(names) - ({"io"} if tool.io else set()))
     if unknown:
-        expected = sorted({key_of(f) for c in classes for f in dataclasses.fields(c)} | set(names))
+        expected = sorted({key_of(f) for c in classes for f in leaf_fields(c)} | set(names))
         raise UsageError(f"{where}: {tool.name}: unknown key(s) {', '.join(unknown)}; "
                          f"expected some of {', '.join(expected)}")
     arguments: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, output_os_error
 from curate.io.inputs import check_apart
 from curate.io.options import IOOptions
-from curate.params import Argument, cli_parameters, from_mapping
+from curate.params import Argument, cli_parameters, from_mapping, leaf_fields
 from curate.registry import StageSpec, ToolSpec
 
 EXIT_INTERNAL = 70
@@ -188,7 +188,7 @@ def _io_from(kwargs: dict, names: tuple[str, ...]) -> IOOptions:
 def stage_command(spec: StageSpec) -> Callable[..., None]:
     """The command of a stage: INPUT... -o OUT, its parameters' flags, its options and the I/O flags it uses."""
     params_cls = spec.params_class()
-    param_names = [f.name for f in dataclasses.fields(params_cls)]
+    param_names = [f.name for f in leaf_fields(params_cls)]
 
     def command(ctx: typer.Context, **kwargs: Any) -> None:
         with user_errors(command_label(ctx), kwargs["output"]):
@@ -220,7 +220,7 @@ def tool_command(spec: ToolSpec) -> Callable[..., None]:
 
     def command(ctx: typer.Context, **kwargs: Any) -> None:
         with user_errors(command_label(ctx), kwargs.get("output")):
-            params = [from_mapping(cls, {f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls)}, "options")
+            params = [from_mapping(cls, {f.name: kwargs.pop(f.name) for f in leaf_fields(cls)}, "options")
                       for cls in classes]
             if spec.io:
                 io = _io_from(kwargs, spec.io)
