@@ -120,12 +120,12 @@ def pipeline_status(recipe: Recipe, tasks: int | None = None, assume_dead: bool 
     rows = []
     outputs = {s.io.output for s in recipe.stages if isinstance(s, PlannedStage)}
     for step in recipe.stages:
-        for key, pass_name, array, output in _pieces(step):
+        for position, (key, pass_name, array, output) in enumerate(_pieces(step)):
             row = PieceStatus(key, step.index + 1, pass_name, array, str(output))
             markers = _markers(recipe.work_dir, key)
             row.tasks = max((m["tasks"] for m in markers), default=None) or (tasks if array else 1)
             by_task = {m["task"]: m for m in markers if m["tasks"] == row.tasks}
-            done = _finished_units(step, pass_name, output, row, outputs)
+            done = _finished_units(step, pass_name, output, row, outputs, first=position == 0)
             if row.units is not None:
                 for unit in range(row.units):
                     marker = by_task.get(unit % (row.tasks or 1))
@@ -143,8 +143,10 @@ def _markers(work_dir: Path, key: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(directory.glob("task-*.json"))] if directory.exists() else []
 
 
-def _finished_units(step: Step, pass_name: str, output: Path, row: PieceStatus, outputs: set[str]) -> set[int]:
-    """Set ``row.units`` (None while the pass has no plan yet) and return the finished unit indices."""
+def _finished_units(step: Step, pass_name: str, output: Path, row: PieceStatus, outputs: set[str],
+                    first: bool) -> set[int]:
+    """Set ``row.units`` (None while the pass has no plan yet) and return the finished unit indices. The
+    first pass of a stage has the input units; a later pass's units are known once it has a plan."""
     if isinstance(step, PlannedTool):
         row.units = 1
         return {0} if step.done() or holds_no_documents(step) else set()
@@ -164,7 +166,7 @@ def _finished_units(step: Step, pass_name: str, output: Path, row: PieceStatus, 
         row.units = 1 if plan_path.exists() or manifest.exists() or _planned_units(step, outputs) is not None else None
         return {0} if manifest.exists() else set()
     if not plan_path.exists():
-        row.units = _planned_units(step, outputs) if pass_name in ("", "signatures") else None
+        row.units = _planned_units(step, outputs) if first else None
         return set()
     row.units = len(json.loads(plan_path.read_text())["units"])
     progress = output / PROGRESS_DIR
