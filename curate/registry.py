@@ -394,6 +394,11 @@ GROUPS: dict[tuple[str, ...], tuple[str, str]] = {  # words → (help, examples)
 }
 
 
+def stage_named(label: str) -> StageSpec | None:
+    """The stage an output's plan names (``langid``, ``dedup minhash``, ``mix apply``), for the report."""
+    return next((spec for spec in STAGES.values() if " ".join(spec.command) == label or spec.name == label), None)
+
+
 def top_level_words() -> list[str]:
     """Every first word of a command, in the table's order."""
     words: list[str] = []

@@ -19,6 +19,7 @@ import curate
 from curate.io.errors import OutputError
 from curate.io.output import write_text_atomic
 from curate.io.storage import is_remote
+from curate.registry import stage_named
 from curate.report.data import StageDir, cluster_sizes, discover, length_histogram, mixture
 from curate.report.svg import bar_chart, hbar_chart, short
 from curate.stages.corpus_stats import LengthHistogram
@@ -74,10 +75,16 @@ def _overview(stages: list[StageDir]) -> str:
     for s in stages:
         docs_in, docs_out = s.docs_in(), s.docs_out()
         kept = f"{100 * docs_out / docs_in:.1f}%" if docs_in and docs_out is not None else None
-        rows.append([s.name, s.reads or "input", s.stage, docs_in, docs_out, kept, s.stats.get("chars_out"),
-                     s.tokens()[1], s.stats.get("wall_seconds")])
-    return _table(["output", "reads", "stage", "docs in", "docs out", "kept", "chars out", "tokens out", "seconds"],
-                  rows)
+        rows.append([s.name, s.reads or "input", s.stage, _what(s.stage), docs_in, docs_out, kept,
+                     s.stats.get("chars_out"), s.tokens()[1], s.stats.get("wall_seconds")])
+    return _table(["output", "reads", "stage", "what it does", "docs in", "docs out", "kept", "chars out",
+                   "tokens out", "seconds"], rows)
+
+
+def _what(stage: str) -> str:
+    """The first sentence of the stage's help in the command table ("" for outputs of no stage)."""
+    spec = stage_named(stage)
+    return spec.help.split(": ", 1)[0].split(". ", 1)[0].split("; ", 1)[0] if spec else ""
 
 
 def _labels(stages: list[StageDir]) -> dict[str, str]:
