@@ -75,10 +75,10 @@ def _overview(stages: list[StageDir]) -> str:
     for s in stages:
         docs_in, docs_out = s.docs_in(), s.docs_out()
         kept = f"{100 * docs_out / docs_in:.1f}%" if docs_in and docs_out is not None else None
-        rows.append([s.name, s.reads or "input", s.stage, _what(s.stage), docs_in, docs_out, kept,
-                     s.stats.get("chars_out"), s.tokens()[1], s.stats.get("wall_seconds")])
-    return _table(["output", "reads", "stage", "what it does", "docs in", "docs out", "kept", "chars out",
-                   "tokens out", "seconds"], rows)
+        rows.append([s.name, s.reads or "input", s.stage, docs_in, docs_out, kept, s.stats.get("chars_out"),
+                     s.tokens()[1], s.stats.get("wall_seconds"), _what(s.stage)])
+    return _table(["output", "reads", "stage", "docs in", "docs out", "kept", "chars out", "tokens out", "seconds",
+                   "what the stage does"], rows)
 
 
 def _what(stage: str) -> str:
