@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, write_parquet
 from typer.testing import CliRunner
 
-from curate.cli.pii import app
+from curate.cli.main import app
 from curate.io.inputs import Columns
 from curate.stages.pii import (
     _SENTINELS,
@@ -209,7 +209,7 @@ def test_same_spans_as_datatrove_on_random_strings():
 
 # -- the command ---------------------------------------------------------------------------------------
 def run(*args) -> None:
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = CliRunner().invoke(app, ["pii", *[str(a) for a in args]])
     assert result.exit_code == 0, result.output
 
 
@@ -281,13 +281,13 @@ def test_custom_decoys(corpus, tmp_path):
     ],
 )
 def test_usage_errors(corpus, tmp_path, args, message):
-    result = CliRunner().invoke(app, [str(corpus), "-o", str(tmp_path / "out"), *args])
+    result = CliRunner().invoke(app, ["pii", str(corpus), "-o", str(tmp_path / "out"), *args])
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("part-*"))
 
 
 def test_output_to_stdout(corpus):
-    result = CliRunner().invoke(app, [str(corpus / "0.parquet"), "-o", "-", "-q"])
+    result = CliRunner().invoke(app, ["pii", str(corpus / "0.parquet"), "-o", "-", "-q"])
     assert result.exit_code == 0
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 40 and not any("a@b.com" in row["text"] for row in rows)

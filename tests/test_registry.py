@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from curate import registry
 from curate.cli.main import app
 from curate.io.inputs import Columns
-from curate.params import option
+from curate.params import nested, option
 from curate.stages.base import MapStage, StageOutput
 
 CURATE = Path(__file__).resolve().parent.parent / "curate"
@@ -44,6 +44,19 @@ class ShoutStage(MapStage):
         out = batch.set_column(batch.schema.get_field_index(columns.text), columns.text, shouted).filter(keep)
         removed = batch.num_rows - out.num_rows
         return StageOutput(out, counters={"removed": {"too_short": removed} if removed else {}})
+
+
+@dataclass
+class Inner:
+    ngram: int = option(5, "n-gram size.")
+    workers_hint: int = option(1, "Does not change the output.", fingerprint=False)
+
+
+@dataclass
+class Outer:
+    inner: Inner = nested(Inner, "The first pass.")
+    mode: str = option("filter", "What to do.")
+    tags: list[str] = option([], "Labels.")
 
 
 SHOUT = registry.StageSpec(
@@ -180,3 +193,17 @@ def test_no_import_cycles():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_nested_params_are_flat_flags_and_recipe_keys_or_a_section():
+    """A stage's params may hold one dataclass per pass: flags stay flat, a recipe gives either spelling."""
+    from curate.io.errors import UsageError
+    from curate.params import cli_parameters, fingerprint, from_mapping
+
+    assert [p.name for p in cli_parameters(Outer)] == ["ngram", "workers_hint", "mode", "tags"]
+    flat = from_mapping(Outer, {"ngram": 7, "mode": "annotate"})
+    sectioned = from_mapping(Outer, {"inner": {"ngram": 7}, "mode": "annotate"})
+    assert flat == sectioned and flat.inner.ngram == 7
+    assert fingerprint(flat) == {"inner": {"ngram": 7}, "mode": "annotate", "tags": []}
+    with pytest.raises(UsageError, match=r"unknown key.*ngrams.*expected some of.*ngram"):
+        from_mapping(Outer, {"ngrams": 7})
