@@ -290,7 +290,7 @@ TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in (
     ToolSpec(
         "langid-calibrate", ("langid", "calibrate"), "curate.stages.langid:calibrate_tool",
         help="Per-language score thresholds, the FineWeb2 way: for each predicted language, "
-        "tau = max(floor, min(ceiling, median - std)) of its documents' scores. -o names the YAML file to "
+        "tau = max(0.3, min(0.9, median - std)) of its documents' scores. -o names the YAML file to "
         "write (- for stdout); use it with `curate langid --thresholds`.",
         examples="Examples:\n\n\b\n  curate langid calibrate data/ -o thresholds.yaml\n"
         "  curate langid data/ -o out --thresholds thresholds.yaml\n",

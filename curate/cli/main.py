@@ -42,7 +42,7 @@ def _path_specs(path: tuple[str, ...]) -> tuple[StageSpec | ToolSpec | CommandSp
 
 def _single(callback: Callable[..., None], name: str, help: str, examples: str) -> click.Command:
     holder = typer.Typer(rich_markup_mode=None, add_completion=False)
-    holder.command(name, help=help, epilog=examples)(callback)
+    holder.command(name, help=help, epilog=examples, no_args_is_help=True)(callback)
     return typer.main.get_command(holder)
 
 
