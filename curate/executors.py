@@ -14,13 +14,14 @@ import ctypes
 import multiprocessing
 import os
 import queue
+import secrets
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from curate.io.errors import UsageError
@@ -29,18 +30,33 @@ from curate.io.options import IOOptions
 from curate.io.output import OutputDir, UnitRecord
 from curate.io.progress import Progress
 from curate.io.storage import configure
-from curate.params import digest, fingerprint
 from curate.stages.base import UnitContext, UnitStage, WorkUnit
 
 
 @dataclass
 class Job:
-    """Everything a worker needs besides the unit (picklable, sent once per worker)."""
+    """Everything a worker needs besides the unit (picklable; sent with each unit, set up once per worker)."""
 
     stage: UnitStage
     io: IOOptions
     out: OutputDir | None
     rejected: OutputDir | None
+    token: str = field(default_factory=lambda: secrets.token_hex(8))  # one per pass run: what workers cache
+
+
+_READY: dict[str, Job] = {}  # per worker process: the job whose stage.setup() (model loading) ran
+
+
+def _ready(job: Job) -> Job:
+    """The worker's set-up copy of ``job``: storage configured and the stage set up once per worker and job,
+    not once per unit (a worker serves the passes and stages of a whole run)."""
+    ready = _READY.get(job.token)
+    if ready is None:
+        configure(job.io.storage_options, job.io.retries)  # a new process starts with default storage settings
+        job.stage.setup()
+        _READY.clear()
+        ready = _READY[job.token] = job
+    return ready
 
 
 def _process_unit(job: Job, unit: WorkUnit, report: Callable[[int, int], None] | None = None) -> UnitRecord:
@@ -85,12 +101,10 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="curate-parent-watch").start()
 
 
-def _init_worker(job: Job, progress_queue, parent: int) -> None:
-    global _WORKER_JOB, _WORKER_QUEUE
+def _init_worker(progress_queue, parent: int) -> None:
+    global _WORKER_QUEUE
     _die_with_parent(parent)
-    _WORKER_JOB, _WORKER_QUEUE = job, progress_queue
-    configure(job.io.storage_options, job.io.retries)  # a spawned process starts with default settings
-    job.stage.setup()
+    _WORKER_QUEUE = progress_queue
 
 
 def _worker_report(docs: int, nbytes: int) -> None:
@@ -98,25 +112,54 @@ def _worker_report(docs: int, nbytes: int) -> None:
         _WORKER_QUEUE.put((docs, nbytes))
 
 
-def _worker_unit(unit: WorkUnit) -> UnitRecord:
-    assert _WORKER_JOB is not None
-    return _process_unit(_WORKER_JOB, unit, _worker_report)
+def _worker_unit(job: Job, unit: WorkUnit) -> UnitRecord:
+    return _process_unit(_ready(job), unit, _worker_report)
+
+
+_POOL: dict[int, tuple[ProcessPoolExecutor, Any]] = {}  # workers → (pool, progress queue), kept for the run
+
+
+def _pool(workers: int) -> tuple[ProcessPoolExecutor, Any]:
+    """This process's pool of ``workers`` spawned processes, started once and kept for every later pass and
+    stage (starting one costs an interpreter, imports and model loads per worker: seconds)."""
+    if workers not in _POOL:
+        for pool, _ in _POOL.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        _POOL.clear()
+        context = multiprocessing.get_context("spawn")
+        progress_queue = context.Queue()
+        pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(progress_queue, os.getpid()))
+        _POOL[workers] = (pool, progress_queue)
+    return _POOL[workers]
+
+
+def _close_pools() -> None:
+    for pool, _ in _POOL.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOL.clear()
+
+
+atexit.register(_close_pools)
 
 
 def _run_parallel(job: Job, units: Sequence[WorkUnit], progress: Progress) -> list[UnitRecord]:
-    context = multiprocessing.get_context("spawn")
-    progress_queue = context.Queue()
+    pool, progress_queue = _pool(job.io.workers)
     records = []
-    with ProcessPoolExecutor(
-        job.io.workers, context, initializer=_init_worker, initargs=(job, progress_queue, os.getpid())
-    ) as pool:
-        pending: set[Future] = {pool.submit(_worker_unit, unit) for unit in units}
+    pending: set[Future] = set()
+    try:
+        pending = {pool.submit(_worker_unit, job, unit) for unit in units}
         while pending:
             done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             _drain(progress_queue, progress)
             for future in done:
                 records.append(future.result())
                 progress.update(units=1)
+    except BaseException:  # a failed unit, a dead worker, Ctrl-C: the pool's other work stops with the run
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+        _POOL.pop(job.io.workers, None)
+        raise
     _drain(progress_queue, progress)
     return records
 
@@ -159,21 +202,12 @@ def executor_for(io: IOOptions) -> Executor:
 
 
 # -- Ray ------------------------------------------------------------------------------------------------------
-_READY: dict[str, Job] = {}  # per Ray worker process: the job whose stage.setup() (model loading) ran
 _STARTED: dict[tuple, RayExecutor] = {}
 
 
 def _run_unit(job: Job, unit: WorkUnit):
     """One unit in a Ray worker; the stage is set up once per worker process and job, not once per unit."""
-    assert job.out is not None
-    key = digest([job.out.location, job.stage.name, fingerprint(job.stage.params)])
-    ready = _READY.get(key)
-    if ready is None:
-        configure(job.io.storage_options, job.io.retries)  # a Ray worker starts with default storage settings
-        job.stage.setup()
-        _READY.clear()
-        ready = _READY[key] = job
-    return _process_unit(ready, unit)
+    return _process_unit(_ready(job), unit)
 
 
 def _ray() -> Any:
