@@ -23,9 +23,11 @@ or Ray tasks; each resumes):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,8 +50,9 @@ from curate.io.storage import work_dir_beside
 from curate.params import StrictLoader, digest, option
 from curate.runner import run_passes, run_units
 from curate.stages.base import Pass, UnitContext, UnitStage
-from curate.stages.dedup.store import hash_strings
+from curate.stages.dedup.hashing import xxh64
 from curate.stages.mix.domains import DomainSpec, TokenCounter, domain_codes
+from curate.text import string_buffers
 
 MIX_COLUMN = "mix_domain"
 DRAW_BITS = 16
@@ -107,6 +110,14 @@ def _mix64(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint64(31))
 
 
+@nb.njit(cache=True)
+def _hash_ids(data, offsets, seed, out):
+    """XXH64 of each id, serially: a batch of ids takes microseconds, and worker processes would oversubscribe
+    the cores with a parallel kernel's threads."""
+    for i in range(len(offsets) - 1):
+        out[i] = xxh64(data, offsets[i], offsets[i + 1], seed)
+
+
 def document_draws(batch: pa.RecordBatch, id_column: str, seed: int, unit: int, first_row: int) -> np.ndarray:
     """Each document's draw, a uniform uint64: XXH64 of its id with the seed, or, where the id is null or the
     column missing, the hash of (seed, unit index, row in the unit)."""
@@ -117,7 +128,9 @@ def document_draws(batch: pa.RecordBatch, id_column: str, seed: int, unit: int, 
     ids = batch.column(id_column)
     if not pa.types.is_string(ids.type) and not pa.types.is_large_string(ids.type):
         ids = pc.cast(ids, pa.string())
-    draws = hash_strings(ids, seed & _MASK64)
+    data, offsets = string_buffers(ids)
+    draws = np.empty(len(ids), np.uint64)
+    _hash_ids(data, offsets, np.uint64(seed & _MASK64), draws)
     if ids.null_count:
         missing = ids.is_null().to_numpy(zero_copy_only=False)
         draws[missing] = by_place[missing]
@@ -204,7 +217,8 @@ class _MixStage(UnitStage):
         assert self.draw.domain_column is not None
         return domain_codes(batch, self.draw.domain_column, unit.file.path)
 
-    def documents(self, unit: Unit, context: UnitContext):
+    def documents(self, unit: Unit, context: UnitContext
+                  ) -> Iterator[tuple[pa.RecordBatch, list[str], np.ndarray, np.ndarray]]:
         """(batch, domain names, each row's domain index, each row's draw bin), batch by batch."""
         first_row = 0
         for batch in context.batches(unit):
