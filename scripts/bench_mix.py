@@ -1,4 +1,4 @@
-"""Evidence and timings for `curate mix` (issue 5), at the full settings the tests scale down.
+"""Evidence and timings for `curate mix`, at the full settings the tests scale down.
 
 1. RegMix's released proxy results: fit on the 512 1M-scale runs (LightGBM gbdt, 1000 rounds, lr 0.01, seed 42,
    and linear), rank the test mixtures at 1M / 60M / 1B (Spearman ρ on Pile-CC loss), optimise (1M simulated
@@ -7,20 +7,27 @@
    text, 5-fold CV ρ of the regressions; time of the statistics pass and of the 512 runs; stability of the
    ranking across held-out splits and n-gram orders; and what re-counting per run (the naive way) would cost.
 3. `mix apply` on the same data: realised vs target token shares.
+4. `mix apply` as a command at --workers 1 and --workers 2 (both passes; same output): seconds, speed-up, peak
+   RSS of the largest process; `--copies N` repeats the inputs N times for a larger corpus.
 
 Usage: .venv/bin/python scripts/bench_mix.py [--data ../shared/data] [--runs 512]
+       .venv/bin/python scripts/bench_mix.py --apply-only [--copies 1] [--max-rows-per-shard 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import yaml
 from scipy.stats import spearmanr
 
@@ -35,6 +42,12 @@ from curate.stages.mix.regression import FitParams, fit
 from curate.stages.mix.tables import join_target
 
 TARGET = "metric/the_pile_pile_cc_val_loss"
+WEIGHTS = {"web": 0.35, "udhr": 0.15, "nltk-movie_reviews": 0.2, "gensim-enwiki-wikitext": 0.15,
+           "nltk-state_union": 0.05, "nltk-webtext": 0.05, "nltk-inaugural": 0.03, "allenai-cc-fixture": 0.02}
+_MEASURE = (  # runs a command; prints its stdout, then the peak RSS (kB) of the largest process it started
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "print(r.stdout.strip()); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+)
 PAPER = {"1m": (98.45, 90.08), "60m": (98.64, 89.26), "1B": (97.12, 88.01)}
 
 
@@ -102,18 +115,19 @@ def proxy(data: Path, runs: int) -> None:
         print(f"ranking agreement with {label}: median ρ {np.median(rhos):.3f} ({each})")
 
 
+def _inputs(data: Path) -> list[str]:
+    return [str(data / "english" / "misc.parquet"), f"web={data / 'web' / 'trafilatura_pages.parquet'}",
+            f"udhr={data / 'udhr' / 'paragraphs.parquet'}"]
+
+
 def apply(data: Path) -> None:
-    inputs = [str(data / "english" / "misc.parquet"), f"web={data / 'web' / 'trafilatura_pages.parquet'}",
-              f"udhr={data / 'udhr' / 'paragraphs.parquet'}"]
-    weights = {"web": 0.35, "udhr": 0.15, "nltk-movie_reviews": 0.2, "gensim-enwiki-wikitext": 0.15,
-               "nltk-state_union": 0.05, "nltk-webtext": 0.05, "nltk-inaugural": 0.03, "allenai-cc-fixture": 0.02}
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "w.yaml").write_text(yaml.safe_dump({"weights": weights}))
+        Path(tmp, "w.yaml").write_text(yaml.safe_dump({"weights": WEIGHTS}))
         for budget in (3_000_000, 12_000_000):
             started = time.perf_counter()
             summary = apply_mixture(
                 ApplyParams(weights=f"{tmp}/w.yaml", tokens=budget, domain_column="source"),
-                IOOptions(inputs=inputs, output=f"{tmp}/out{budget}", quiet=True),
+                IOOptions(inputs=_inputs(data), output=f"{tmp}/out{budget}", quiet=True),
             )
             print(f"\n## mix apply, {budget:,} tokens: {time.perf_counter() - started:.1f}s, "
                   f"max |realised − target| {summary['max_abs_share_error']:.4f}")
@@ -123,15 +137,74 @@ def apply(data: Path) -> None:
                 print(f"| {domain} | {row['target']:.4f} | {row['realised']:.4f} | {row['epochs']:.3f} |")
 
 
+def _copies(data: Path, folder: Path, copies: int) -> list[str]:
+    """The three inputs, each repeated ``copies`` times (ids made unique per copy) under ``folder``."""
+    if copies == 1:
+        return _inputs(data)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    specs = []
+    for spec in _inputs(data):
+        name, _, path = spec.rpartition("=")
+        table = pq.read_table(path)
+        copy = folder / (name or "english")
+        copy.mkdir()
+        for i in range(copies):
+            ids = pc.binary_join_element_wise(table.column("id").cast(pa.string()), pa.scalar(f"#{i}"), "")
+            pq.write_table(table.set_column(table.schema.get_field_index("id"), "id", ids), copy / f"{i:04d}.parquet")
+        specs.append(f"{name}={copy}" if name else str(copy))
+    return specs
+
+
+def apply_workers(data: Path, copies: int, max_rows: int, budget: int) -> None:
+    """The whole command (both passes, process start included) at --workers 1 and 2: same shards, time, RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = _copies(data, Path(tmp), copies)
+        Path(tmp, "w.yaml").write_text(yaml.safe_dump({"weights": WEIGHTS}))
+        print(f"\n## mix apply command: {copies} cop{'y' if copies == 1 else 'ies'} of the 9 domains, "
+              f"--tokens {budget:,}, --max-rows-per-shard {max_rows:,}; load {os.getloadavg()[0]:.2f}, "
+              f"{os.cpu_count()} CPUs")
+        print("| --workers | wall s | stats pass s | apply pass s | units | unit s (sum) | peak RSS (largest process) "
+              "| speed-up |")
+        print("|---|---|---|---|---|---|---|---|")
+        results = {}
+        for workers in (1, 2):
+            out = Path(tmp, f"out-{workers}")
+            command = [sys.executable, "-m", "curate", "mix", "apply", *inputs, "--domain-column", "source",
+                       "-o", str(out), "--weights", f"{tmp}/w.yaml", "--tokens", str(budget),
+                       "--max-rows-per-shard", str(max_rows), "--workers", str(workers), "--json", "-q"]
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True,
+                                  check=True)
+            wall = time.perf_counter() - started
+            *summary_lines, peak_kb = done.stdout.strip().splitlines()
+            summary = json.loads(summary_lines[-1])
+            shards = json.loads((out / "_manifest.json").read_text())["shards"]
+            results[workers] = (wall, shards)
+            print(f"| {workers} | {wall:.1f} | {summary['stats']['wall_seconds']:.1f} | "
+                  f"{summary['wall_seconds'] - summary['stats']['wall_seconds']:.1f} | {summary['units']} | "
+                  f"{summary['stats']['seconds'] + summary['seconds']:.1f} | "
+                  f"{int(peak_kb) / 1024:.0f} MB | {results[1][0] / wall:.2f}× |")
+        assert results[1][1] == results[2][1], "--workers 2 wrote other shards than --workers 1"
+        print(f"same shards at --workers 1 and 2; load after {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data")
     parser.add_argument("--runs", type=int, default=512)
+    parser.add_argument("--apply-only", action="store_true", help="Only the mix apply command at --workers 1 and 2.")
+    parser.add_argument("--copies", type=int, default=1, help="Repeat the inputs this many times (mix apply command).")
+    parser.add_argument("--max-rows-per-shard", type=int, default=10_000)
+    parser.add_argument("--tokens", type=int, default=3_000_000)
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}; cores: {os.cpu_count()}")
-    regmix(args.data)
-    proxy(args.data, args.runs)
-    apply(args.data)
+    if not args.apply_only:
+        regmix(args.data)
+        proxy(args.data, args.runs)
+        apply(args.data)
+    apply_workers(args.data, args.copies, args.max_rows_per_shard, args.tokens * args.copies)
     print(f"\nload average after: {os.getloadavg()}; peak RSS {rss_mb():.0f} MB")
 
 

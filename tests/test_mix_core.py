@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from curate.io.errors import UsageError
-from curate.stages.mix.apply import plan_repeats
+from curate.stages.mix.apply import DRAW_BINS, document_draws, domain_quota, draw_bins
 from curate.stages.mix.propose import MIN_WEIGHT, epoch_caps, propose, temperature_prior
 from curate.stages.mix.proxy import held_out, ngram_keys
 from curate.stages.mix.regression import FitParams, fit, load_model, save_model
@@ -70,12 +70,32 @@ def test_regression_recovers_a_linear_law_and_round_trips(tmp_path):
         assert np.allclose(loaded.predict(x, regressor), model.predict(x, regressor))
 
 
-def test_plan_repeats_hits_the_target_and_repeats_up_to_the_cap():
-    rng = np.random.default_rng(0)
-    tokens = np.full(1_000, 100)
-    repeats = plan_repeats(tokens, 250_000, 4, rng, "d")  # 2.5 epochs
-    assert set(np.unique(repeats)) == {2, 3}
-    assert (repeats * tokens).sum() == 250_000
-    with pytest.raises(UsageError, match="epochs"):
-        plan_repeats(tokens, 500_000, 4, rng, "d")
-    assert plan_repeats(tokens, 0, 4, rng, "d").sum() == 0
+def test_quota_takes_full_epochs_and_the_draw_prefix_closest_to_the_rest():
+    histogram = np.zeros(DRAW_BINS, np.int64)
+    histogram[::64] = 100  # 1,024 documents of 100 tokens spread over the draw: 102,400 tokens
+    full, cutoff, expected = domain_quota(histogram, 2.5 * 102_400, 4, "d")
+    assert (full, expected) == (2, 2.5 * 102_400)
+    assert histogram[:cutoff].sum() == 51_200
+    with pytest.raises(UsageError, match=r"d would need 5\.00 epochs"):
+        domain_quota(histogram, 5 * 102_400, 4, "d")
+    with pytest.raises(UsageError, match="no tokens"):
+        domain_quota(np.zeros(DRAW_BINS, np.int64), 10, 4, "d")
+    assert domain_quota(histogram, 0, 4, "d") == (0, 0, 0)
+
+
+def test_draws_depend_on_seed_and_id_only_and_are_uniform():
+    ids = pa.array([f"doc-{i}" for i in range(20_000)])
+    batch = pa.record_batch([ids], names=["id"])
+    draws = document_draws(batch, "id", 7, unit=3, first_row=0)
+    # the same id gives the same draw in any unit, at any row, in any batch
+    assert np.array_equal(document_draws(batch.slice(500, 10), "id", 7, unit=9, first_row=0), draws[500:510])
+    assert not np.array_equal(document_draws(batch, "id", 8, 3, 0), draws)
+    counts = np.bincount(draw_bins(draws) >> 12, minlength=16)  # 16 equal ranges of the draw
+    assert counts.min() > 1_100 and counts.max() < 1_400
+    # without an id (column missing, or a null id): the place of the document decides
+    nameless = pa.record_batch([pa.array(["x"] * 4)], names=["text"])
+    assert np.array_equal(document_draws(nameless, "id", 7, 2, 10)[1:], document_draws(nameless, "id", 7, 2, 11)[:3])
+    assert len(set(document_draws(nameless, "id", 7, 2, 10).tolist())) == 4
+    partial = pa.record_batch([pa.array(["doc-0", None])], names=["id"])
+    assert document_draws(partial, "id", 7, 3, 0)[0] == draws[0]
+    assert document_draws(partial, "id", 7, 3, 0)[1] == document_draws(nameless, "id", 7, 3, 0)[1]

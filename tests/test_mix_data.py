@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
+from pathlib import Path
 
-import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from scipy.stats import spearmanr
+from test_pipeline import kill_after_units, progress_records, ray_session  # noqa: F401  (one Ray per session)
 from typer.testing import CliRunner
 
 from curate.cli.main import app
+from curate.io.output import file_checksum
 
 WEIGHTS = {  # nltk-abc (two 2 MB documents) gets 0: one of its documents is 5% of this budget
     "web": 0.35, "udhr": 0.15, "nltk-movie_reviews": 0.2, "gensim-enwiki-wikitext": 0.15, "nltk-state_union": 0.05,
@@ -60,18 +66,40 @@ def test_builtin_proxy_results_are_predictable_by_the_regression(shared_data, tm
 
 
 @pytest.fixture(scope="module")
-def applied(shared_data, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("apply")
-    (folder / "weights.yaml").write_text(yaml.safe_dump({"weights": WEIGHTS}))
-    outputs = []
-    for name in ("a", "b"):
-        summary = _run("apply", *_inputs(shared_data), "-o", str(folder / name), "--weights",
-                       str(folder / "weights.yaml"), "--tokens", "3000000", "--seed", "1")
-        outputs.append(summary)
+def weights_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "weights.yaml"
+    path.write_text(yaml.safe_dump({"weights": WEIGHTS}))
+    return path
+
+
+def _apply(data, out, weights, *more: str) -> list[str]:
+    return ["apply", *_inputs(data), "-o", str(out), "--weights", str(weights), "--tokens", "3000000", "--seed", "1",
+            *more]
+
+
+def _shards(out: Path) -> tuple[dict[str, str], list[dict]]:
+    """Checksums of the shards on disk, and the manifest's shard list."""
+    on_disk = {p.name: file_checksum(p) for p in sorted(out.glob("part-*.parquet"))}
+    return on_disk, json.loads((out / "_manifest.json").read_text())["shards"]
+
+
+@pytest.fixture(scope="module")
+def applied(shared_data, weights_file):
+    folder = weights_file.parent
+    outputs = [_run(*_apply(shared_data, folder / name, weights_file)) for name in ("a", "b")]
     return folder, outputs
 
 
-def test_apply_realises_token_shares_within_one_percent(applied):
+@pytest.fixture(scope="module")
+def reference(shared_data, weights_file) -> tuple[dict[str, str], list[dict]]:
+    """One uninterrupted run in 9 units (--max-rows-per-shard 10000): what every other way of running gives."""
+    out = weights_file.parent / "reference"
+    summary = _run(*_apply(shared_data, out, weights_file, "--max-rows-per-shard", "10000"))
+    assert summary["complete"] and summary["units"] == 9
+    return _shards(out)
+
+
+def test_apply_realises_token_shares_within_0_0032(applied):
     folder, (summary, _) = applied
     table = _read(folder / "a")
     tokens = table.group_by("mix_domain").agg((pl.col("text").str.len_bytes() + 3) // 4)  # ceil(bytes/4)
@@ -79,22 +107,68 @@ def test_apply_realises_token_shares_within_one_percent(applied):
     total = sum(tokens.values())
     assert abs(total - 3_000_000) / 3_000_000 < 0.01
     for domain, weight in WEIGHTS.items():
-        assert abs(tokens.get(domain, 0) / total - weight) <= 0.01, domain
+        assert abs(tokens.get(domain, 0) / total - weight) <= 0.0032, domain
         assert summary["domains"][domain]["target"] == pytest.approx(weight)
-    assert summary["max_abs_share_error"] <= 0.01
+        assert summary["domains"][domain]["tokens"] == tokens.get(domain, 0)
+    assert summary["max_abs_share_error"] <= 0.0032
+    assert summary["tokens_written"] == total and summary["tokens_target"] == 3_000_000
     assert "nltk-abc" not in tokens
     assert {"id", "text", "mix_domain"} <= set(table.columns)
 
 
-def test_apply_is_deterministic_and_repeats_small_domains(applied, shared_data):
+def test_apply_is_deterministic_and_repeats_small_domains(applied, shared_data, weights_file):
     folder, (first, second) = applied
-    manifests = [json.loads((folder / n / "_manifest.json").read_text()) for n in ("a", "b")]
-    assert [s["checksum"] for s in manifests[0]["shards"]] == [s["checksum"] for s in manifests[1]["shards"]]
+    assert _shards(folder / "a") == _shards(folder / "b")
     assert first["domains"] == second["domains"]
+    # one shard per input unit (the English set, web pages, UDHR paragraphs: in path order)
+    assert list(_shards(folder / "a")[0]) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     # allenai-cc-fixture: 2% of 3M tokens = 60k of its 75k tokens; the wikitext share is under one epoch
     assert 0.7 < first["domains"]["allenai-cc-fixture"]["epochs"] < 0.9
     ids = _read(folder / "a").filter(pl.col("mix_domain") == "udhr")["id"]
     assert ids.n_unique() == len(ids)  # under one epoch: no document twice
+    other = _run(*_apply(shared_data, folder / "seed-2", weights_file)[:-1], "2")  # --seed 2
+    chosen = set(_read(folder / "seed-2").filter(pl.col("mix_domain") == "udhr")["id"])
+    assert other["max_abs_share_error"] <= 0.0032 and chosen != set(ids)
+
+
+def test_apply_output_does_not_depend_on_workers(shared_data, weights_file, reference, tmp_path):
+    _run(*_apply(shared_data, tmp_path / "two", weights_file, "--max-rows-per-shard", "10000", "--workers", "2"))
+    assert _shards(tmp_path / "two") == reference
+
+
+def test_apply_as_4_array_tasks_in_shuffled_order_matches_one_run(shared_data, weights_file, reference, tmp_path):
+    """Each task counts its units, the last one computes the quotas; run again, each task samples its units."""
+    out = tmp_path / "tasks"
+    args = _apply(shared_data, out, weights_file, "--max-rows-per-shard", "10000", "--num-shards", "4")
+    for order in ([2, 0, 3, 1], [1, 3, 0, 2]):
+        summaries = [_run(*args, "--shard-index", str(task)) for task in order]
+    assert [s["complete"] for s in summaries] == [False, False, False, True]
+    assert summaries[-1]["max_abs_share_error"] <= 0.0032
+    assert _shards(out) == reference
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_apply_with_the_ray_executor_matches_the_local_run(shared_data, weights_file, reference, tmp_path):
+    _run(*_apply(shared_data, tmp_path / "ray", weights_file, "--max-rows-per-shard", "10000", "--executor", "ray",
+                 "--workers", "2"))
+    assert _shards(tmp_path / "ray") == reference
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+@pytest.mark.parametrize("killed_in", ["stats", "apply"])
+def test_apply_killed_with_sigkill_then_rerun_matches_an_uninterrupted_run(shared_data, weights_file, reference,
+                                                                          tmp_path, killed_in):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "curate", "mix", *_apply(shared_data, out, weights_file,
+                                                              "--max-rows-per-shard", "10000", "-q")]
+    status, orphans = kill_after_units(command, tmp_path, 3 if killed_in == "stats" else 9 + 3)
+    assert status == -signal.SIGKILL and not orphans
+    assert not (out / "_manifest.json").exists()
+    counted, sampled = (len(progress_records(folder)) for folder in (tmp_path / "killed.mix-work" / "stats", out))
+    assert (3 <= counted < 9 and sampled == 0) if killed_in == "stats" else (counted == 9 and 3 <= sampled < 9)
+    rerun = _run(*command[4:])  # the same command, in this process
+    assert rerun["complete"] and rerun["units_already_done"] == (0 if killed_in == "stats" else sampled)
+    assert _shards(out) == reference
 
 
 def test_apply_refuses_more_than_max_epochs(shared_data, tmp_path):
@@ -103,7 +177,45 @@ def test_apply_refuses_more_than_max_epochs(shared_data, tmp_path):
                                       "--weights", str(tmp_path / "w.yaml"), "--tokens", "3000000"])
     assert result.exit_code == 2
     assert "allenai-cc-fixture would need" in result.output and "epochs" in result.output
-    np.testing.assert_equal((tmp_path / "out" / "_manifest.json").exists(), False)
+    assert not (tmp_path / "out" / "_manifest.json").exists()
+    # the counted statistics stay: a lower budget into the same output needs no --overwrite
+    lower = _run("apply", *_inputs(shared_data), "-o", str(tmp_path / "out"), "--weights", str(tmp_path / "w.yaml"),
+                 "--tokens", "100000")
+    assert lower["complete"] and lower["stats"]["units_already_done"] == 3
+    assert lower["domains"]["allenai-cc-fixture"]["epochs"] < 1
+
+
+def _tiny(tmp_path: Path, texts: dict[str, list[str]], ids: bool = True) -> Path:
+    rows = [(domain, text) for domain, values in texts.items() for text in values]
+    columns = {"source": [d for d, _ in rows], "text": [t for _, t in rows]}
+    if ids:
+        columns["id"] = [f"doc-{i}" for i in range(len(rows))]
+    path = tmp_path / "tiny.parquet"
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ({"a": 0.5, "nowhere": 0.5}, "domain(s) nowhere not in the inputs (a, empty)"),
+    ({"a": 0.5, "empty": 0.5}, "domain empty has no tokens but a weight > 0"),
+])
+def test_apply_refuses_weights_the_data_cannot_give(tmp_path, weights, message):
+    data = _tiny(tmp_path, {"a": ["some text here"] * 50, "empty": [""] * 5})
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(weights))
+    result = CliRunner().invoke(app, ["mix", "apply", str(data), "--domain-column", "source", "-o",
+                                      str(tmp_path / "out"), "--weights", str(tmp_path / "w.yaml"), "--tokens", "100"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_apply_without_ids_draws_by_place(tmp_path):
+    data = _tiny(tmp_path, {"a": [f"text number {i}" for i in range(200)], "b": ["b text"] * 200}, ids=False)
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump({"a": 0.5, "b": 0.5}))
+    args = [str(data), "--domain-column", "source", "--weights", str(tmp_path / "w.yaml"), "--tokens", "400"]
+    first = _run("apply", *args, "-o", str(tmp_path / "x"))
+    _run("apply", *args, "-o", str(tmp_path / "y"))
+    assert _shards(tmp_path / "x") == _shards(tmp_path / "y")
+    assert first["max_abs_share_error"] < 0.01 and 0 < first["domains"]["a"]["docs"] < 200
 
 
 def test_token_counts_use_the_tokenizer_when_given(shared_data):

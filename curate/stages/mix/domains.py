@@ -63,15 +63,21 @@ class DomainSpec:
 
 
 def _split_by_column(batch: pa.RecordBatch, column: str, path: str) -> Iterator[tuple[str, pa.RecordBatch]]:
+    names, codes = domain_codes(batch, column, path)
+    for code in np.argsort(names):
+        yield names[code], batch.filter(pa.array(codes == code))
+
+
+def domain_codes(batch: pa.RecordBatch, column: str, path: str) -> tuple[list[str], np.ndarray]:
+    """Each row's domain from ``column``: (the batch's domain names, each row's index into them)."""
     if column not in batch.schema.names:
         raise InputError(path, f"missing domain column '{column}' (columns: {', '.join(batch.schema.names)})")
     values = batch.column(column)
     if values.null_count:
         row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
         raise InputError(path, "expected a domain name, found null", row=row, column=column)
-    values = values.cast(pa.string())
-    for name in sorted(pc.unique(values).to_pylist()):
-        yield name, batch.filter(pc.equal(values, name))
+    encoded = pc.dictionary_encode(values.cast(pa.string()))
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 class TokenCounter:
