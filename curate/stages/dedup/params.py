@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TypeVar
 
 from curate.io.errors import UsageError
 from curate.params import option
 from curate.stages.dedup.shingles import Normalization
+
+PassParams = TypeVar("PassParams")
 
 
 @dataclass
@@ -86,6 +90,10 @@ class FilterParams:
 @dataclass
 class MinhashParams(FilterParams, ClusterParams, SignatureParams):
     work_dir: str | None = option(None, "Where signatures and clusters go (default: OUT.minhash-work).")
+
+    def for_pass(self, cls: type[PassParams]) -> PassParams:
+        """The parameters of one pass (SignatureParams, ClusterParams or FilterParams): what its plan records."""
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass
