@@ -172,6 +172,14 @@ def test_exact_hash_partitions_group_as_one_grouping_of_all_keys(emails, tmp_pat
     assert [u["of"] for u in json.loads((clusters / "_plan.json").read_text())["units"]] == [8] * 8
     header = json.loads((clusters / "_dedup.json").read_text())
     assert header["duplicates_removed"] == one["removed"]["duplicate"] and header["partitions"] == 8
+    # a started run keeps its partitions: another --partition-rows is refused, or regroups with --overwrite
+    result = runner.invoke(app, [str(a) for a in ("dedup", "exact", emails, "-o", tmp_path / "one",
+                                                  "--max-rows-per-shard", 300, "--partition-rows", 200)])
+    assert result.exit_code == 2 and "grouped in 1 hash partitions; --partition-rows 200 makes 8" in result.output
+    regrouped = exact(emails, "-o", tmp_path / "one", "--max-rows-per-shard", 300, "--partition-rows", 200,
+                      "--overwrite")
+    assert regrouped["keys"]["units_already_done"] == 6 and regrouped["groups"]["units_processed"] == 8
+    assert shard_sums(tmp_path / "one") == shard_sums(tmp_path / "eight")
 
 
 @pytest.fixture(scope="module")

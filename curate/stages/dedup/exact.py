@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.io.errors import InputError
+from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
 from curate.io.output import PLAN, OutputDir, ShardInfo, ShardWriter, UnitRecord
@@ -142,12 +142,28 @@ class GroupStage(UnitStage):
 
 
 def group_keys(params: ExactParams, keys_dir: Path, clusters_dir: Path, io: IOOptions) -> dict:
-    """This task's share of the hash partitions of a finished keys store (the partition count is recorded
-    in the plan's units: a rerun with another --partition-rows needs --overwrite)."""
+    """This task's share of the hash partitions of a finished keys store. The partition count is recorded in
+    the plan's units, so every task and rerun groups the same partitions."""
+    stage = GroupStage(params, keys_dir)
     count = partition_count(store.read_header(keys_dir, KEYS)["documents"], params.partition_rows)
+    recorded = _recorded_partitions(clusters_dir, stage.identity()["keys"])
+    if recorded not in (None, count) and not io.overwrite:
+        raise UsageError(f"{clusters_dir}: grouped in {recorded} hash partitions; --partition-rows "
+                         f"{params.partition_rows} makes {count}: pass the --partition-rows of the first run to "
+                         "resume it, or --overwrite to group again")
     units = [Partition(i, count) for i in range(count)]
-    return run_units(GroupStage(params, keys_dir), dataclasses.replace(io, output=str(clusters_dir)), units,
-                     [str(keys_dir)])
+    return run_units(stage, dataclasses.replace(io, output=str(clusters_dir)), units, [str(keys_dir)])
+
+
+def _recorded_partitions(clusters_dir: Path, keys_digest: str) -> int | None:
+    """Partitions in the plan of an earlier groups pass over the same keys (None: no such plan)."""
+    plan = clusters_dir / PLAN
+    if not plan.is_file():
+        return None
+    recorded = json.loads(plan.read_text())
+    if recorded.get("parameters", {}).get("keys") != keys_digest:
+        return None
+    return len(recorded.get("units", []))
 
 
 def exact_passes(params: ExactParams, io: IOOptions, work_dir: str | Path) -> list[Pass]:

@@ -101,7 +101,8 @@ class ExactParams(NormalizeParams):
     key: str = option("text", "What makes documents equal: text, url, or any column name.")
     normalize: bool = option(False, "Normalise the key text first (the switches below) instead of exact bytes.")
     partition_rows: int = option(
-        1 << 24, "Key hashes grouped in memory at once; more are partitioned on disk.", fingerprint=False
+        1 << 24, "Key hashes grouped in memory at once: the groups pass has one hash partition (a task of its own) "
+        "per this many documents. Fixed when a run starts.", fingerprint=False
     )
 
 
