@@ -7,9 +7,9 @@ array tasks or Ray tasks:
 keys: per input unit, each document's id hash and key hash, both 128 bits (XXH64 with seeds 0 and 1; both
   halves must match); the row order of the parts gives the compact ids (position in plan order).
 groups: per hash partition of the keys (``Partition(p, P)``, P = documents / --partition-rows, at least 1),
-  the rows whose key hash falls in p are read from every part (two columns at a time) and grouped; members
-  of groups of two or more are written as part ``p`` of the clusters table. Ids are checked unique the same
-  way, partitioned by id hash. Whoever finishes the last partition writes the `_dedup.json` header.
+  the rows whose key hash falls in p are read from every part (one part's columns at a time) and grouped;
+  members of groups of two or more are written as part ``p`` of the clusters table. Ids are checked unique
+  the same way, partitioned by id hash. Whoever finishes the last partition writes the `_dedup.json` header.
 filter: the clusters filter shared with MinHash dedup removes every member but the first.
 """
 
@@ -108,7 +108,7 @@ class GroupStage(UnitStage):
             context.report(len(ids["row"]), 0)
         rows, firsts, _ = uf.equal_key_groups(ids["id_hi"], ids["id_lo"])
         later = rows != firsts
-        if later.any():  # name the earliest document whose id an earlier one has, as a single pass would
+        if later.any():  # name the partition's earliest document whose id an earlier document has
             second = int(np.argmin(rows[later]))
             store.refuse_shared_id(keys_dir, parts, int(ids["row"][firsts[later][second]]),
                                    int(ids["row"][rows[later][second]]))
@@ -135,7 +135,9 @@ class GroupStage(UnitStage):
     def finish(self, out: OutputDir, records: list[UnitRecord]) -> dict:
         """The `_dedup.json` header the filter pass asks for (the same counts whatever the partitions)."""
         counts = {name: sum(r.stats.get(name, 0) for r in records) for name in GROUP_COUNTERS}
-        plan = json.loads(out.files.read_text(PLAN) or "{}")
+        plan_text = out.files.read_text(PLAN)
+        assert plan_text is not None  # recorded before any unit ran
+        plan = json.loads(plan_text)
         store.write_header(out.path, {"kind": CLUSTERS, **counts, "matched_index": 0, "partitions": len(records)},
                            plan)
         return {"partitions": len(records)}
