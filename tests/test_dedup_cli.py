@@ -199,12 +199,17 @@ def same_shards(out: Path, expected: Path) -> bool:
 def test_exact_array_tasks_in_shuffled_order_give_one_run(emails, exact_one, tmp_path):
     rng = random.Random(4)
     groups = []
-    for _ in range(3):  # a task stops at a pass others still work on: each round completes one more pass
+    clusters = tmp_path / "tasks.exact-work" / "clusters"
+    for round_ in range(3):  # a task stops at a pass others still work on: each round completes one more pass
         tasks = list(range(4))
         rng.shuffle(tasks)
         for task in tasks:
             summary = exact(emails, "-o", tmp_path / "tasks", *EXACT_SPLIT, "--num-shards", 4, "--shard-index", task)
             groups += [summary["groups"]] if "groups" in summary else []
+        if round_ == 0:  # what `curate status` counts: the plan's units (partitions) and their _progress records
+            assert len(json.loads((clusters / "_plan.json").read_text())["units"]) == 5
+            finished = len(list((clusters / "_progress").glob("unit-*.json")))
+            assert finished == sum(g["units_processed"] for g in groups) < 5
     assert summary["complete"] and (tmp_path / "tasks" / "_manifest.json").exists()
     assert sum(g["units_processed"] for g in groups) == 5 and max(g["units_this_task"] for g in groups) == 2
     assert same_shards(tmp_path / "tasks", exact_one)
