@@ -232,9 +232,9 @@ def test_exact_on_ray_gives_the_local_output(emails, exact_one, tmp_path):
 
 
 def exact_command(emails: Path, out: Path) -> list[str]:
-    """1,500 e-mails in units of 100 rows and 15 hash partitions: 15 units in each of the three passes."""
+    """1,500 e-mails (two files) in 11 units of at most 150 rows, and 10 hash partitions: 32 units in all."""
     return [sys.executable, "-m", "curate", "dedup", "exact", str(emails), "-o", str(out), "-q",
-            "--max-rows-per-shard", "100", "--partition-rows", "100"]
+            "--max-rows-per-shard", "150", "--partition-rows", "150"]
 
 
 @pytest.fixture(scope="module")
@@ -245,10 +245,10 @@ def exact_reference(emails, tmp_path_factory) -> tuple[dict[str, str], int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
-@pytest.mark.parametrize("units", [7, 22, 37])  # killed in the keys, groups or filter pass
+@pytest.mark.parametrize("units", [4, 16, 27])  # killed in the keys, groups or filter pass
 def test_exact_killed_mid_run_then_rerun_gives_identical_shards(emails, exact_reference, tmp_path, units):
     expected, total = exact_reference
-    assert total == 45
+    assert total == 32
     command = exact_command(emails, tmp_path / "out")
     status, orphans = kill_after_units(command, tmp_path, units)
     assert status == -signal.SIGKILL and not orphans

@@ -72,15 +72,20 @@ def partition_count(documents: int, partition_rows: int) -> int:
     return max(1, -(-documents // max(partition_rows, 1)))
 
 
-def rows_in_partition(parts: list[Path], partition: Partition, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The rows of every part whose hash in `columns[0]` falls in `partition` (hash mod count): those columns
-    and `row`, the rows' compact ids. Reads one part's columns at a time."""
+def rows_in_partition(parts: list[Path], partition: Partition, columns: tuple[str, ...],
+                      skip: np.uint64 | None = None) -> dict[str, np.ndarray]:
+    """The rows of every part whose hash in `columns[0]` falls in `partition` (hash mod count) and is not
+    `skip`: those columns and `row`, the rows' compact ids. Reads one part's columns at a time."""
     count, index = np.uint64(partition.count), np.uint64(partition.index)
     picked: dict[str, list[np.ndarray]] = {name: [] for name in (*columns, "row")}
     start = 0
     for part in parts:
         table = pq.read_table(part, columns=list(columns))
-        mine = np.nonzero(table.column(columns[0]).to_numpy() % count == index)[0]
+        hashes = table.column(columns[0]).to_numpy()
+        wanted = hashes % count == index
+        if skip is not None:
+            wanted &= hashes != skip
+        mine = np.nonzero(wanted)[0]
         for name in columns:
             picked[name].append(table.column(name).to_numpy()[mine])
         picked["row"].append(mine + start)
@@ -114,9 +119,8 @@ class GroupStage(UnitStage):
                                    int(ids["row"][rows[later][second]]))
         documents = len(ids["row"])
         del ids, rows, firsts
-        keys = rows_in_partition(parts, unit, ("key_hi", "key_lo", "id_hi", "id_lo"))
-        with_key = keys["key_hi"] != uf.NO_KEY
-        keys = {name: values[with_key] for name, values in keys.items()}
+        # documents without a key are never duplicates: left out as the parts are read (not all in partition 0)
+        keys = rows_in_partition(parts, unit, ("key_hi", "key_lo", "id_hi", "id_lo"), skip=uf.NO_KEY)
         members, firsts, sizes = uf.equal_key_groups(keys["key_hi"], keys["key_lo"])
         kept = members == firsts
         table = pa.table([keys["id_hi"][members], keys["id_lo"][members], keys["id_hi"][firsts].view(np.int64),
