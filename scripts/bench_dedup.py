@@ -11,8 +11,12 @@
 2. End to end: `curate dedup minhash` on 100k real documents (english/misc + udhr + spamassassin + web pages,
    topped up with perturbed copies): docs/s and peak RSS (/usr/bin/time).
 3. Scale: `curate dedup minhash` on synthetic documents (default 1M): time and peak RSS.
+4. Exact dedup (--exact N): `curate dedup exact` on N real documents (the corpus of 2, whose unperturbed
+   copies are exact duplicates) split into 4 input units and 4 hash partitions, --workers 1 vs --workers 2:
+   seconds per pass, the ratio, peak RSS, and whether the outputs are byte-identical.
 
-Usage: .venv/bin/python scripts/bench_dedup.py [--docs 3000] [--e2e 100000] [--scale 1000000] [--work DIR]
+Usage: .venv/bin/python scripts/bench_dedup.py [--docs 3000] [--e2e 100000] [--scale 1000000] [--exact 0]
+       [--work DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import pyarrow.parquet as pq
 import xxhash
 from datasketch import MinHash
 
+from curate.io.output import file_checksum
 from curate.stages.dedup.minhash_dedup import SignatureComputer
 from curate.stages.dedup.params import SignatureParams
 from curate.stages.dedup.shingles import normalize, shingle_hashes
@@ -165,36 +170,69 @@ def synthetic_corpus(directory: Path, total: int, per_file: int = 100_000) -> Pa
     return directory
 
 
-def run_curate(args: list[str]) -> dict:
-    command = ["/usr/bin/time", "-v", sys.executable, "-m", "curate", "dedup", "minhash", *args, "--json", "-q"]
+def timed_dedup(kind: str, args: list[str]) -> tuple[dict, float]:
+    """`curate dedup KIND ARGS --json`: its summary and peak RSS in MB (largest process, /usr/bin/time)."""
+    command = ["/usr/bin/time", "-v", sys.executable, "-m", "curate", "dedup", kind, *args, "--json", "-q"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if result.returncode:
         raise RuntimeError(result.stderr[-2000:])
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return json.loads(result.stdout.strip().splitlines()[-1]), round(rss_kb / 1024, 1)
+
+
+def run_curate(args: list[str]) -> dict:
+    summary, rss_mb = timed_dedup("minhash", args)
     return {"command": "curate dedup minhash " + " ".join(args), "docs_in": summary["docs_in"],
             "docs_out": summary["docs_out"], "seconds": summary["wall_seconds"],
             "docs_per_s": round(summary["docs_in"] / summary["wall_seconds"], 1),
-            "peak_rss_mb": round(rss_kb / 1024, 1),
+            "peak_rss_mb": rss_mb,
             "signatures_s": summary["signatures"]["wall_seconds"], "cluster_s": summary["cluster"]["wall_seconds"],
             "clusters": summary["cluster"]["clusters"]}
 
 
+def shard_checksums(out: Path) -> dict[str, str]:
+    return {p.name: file_checksum(p) for p in sorted(out.glob("part-*.parquet"))}
+
+
+def bench_exact(corpus: Path, documents: int, work: Path) -> dict:
+    """`curate dedup exact` with 1 and 2 workers: 4 units in every pass (a pool of 2 has work to share)."""
+    split = ["--max-rows-per-shard", str(-(-documents // 4)), "--partition-rows", str(-(-documents // 4))]
+    report: dict = {"command": f"curate dedup exact {corpus.name} -o OUT " + " ".join(split) + " --workers W"}
+    for workers in (1, 2):
+        out = work / f"exact-{workers}"
+        summary, rss_mb = timed_dedup("exact", [str(corpus), "-o", str(out), *split, "--workers", str(workers),
+                                                "--overwrite"])
+        report[f"workers_{workers}"] = {
+            "seconds": summary["wall_seconds"], "docs_per_s": round(summary["docs_in"] / summary["wall_seconds"], 1),
+            "keys_s": summary["keys"]["wall_seconds"], "groups_s": summary["groups"]["wall_seconds"],
+            "filter_s": round(summary["wall_seconds"] - summary["keys"]["wall_seconds"]
+                              - summary["groups"]["wall_seconds"], 3),
+            "partitions": summary["groups"]["units"], "docs_in": summary["docs_in"], "docs_out": summary["docs_out"],
+            "peak_rss_mb": rss_mb,
+        }
+    report["speedup_2_vs_1"] = round(report["workers_1"]["seconds"] / report["workers_2"]["seconds"], 2)
+    report["identical_output"] = shard_checksums(work / "exact-1") == shard_checksums(work / "exact-2")
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=3000, help="documents for the signature comparison")
+    parser.add_argument("--docs", type=int, default=3000, help="documents for the signature comparison (0: skip)")
     parser.add_argument("--e2e", type=int, default=100_000, help="documents for the end-to-end run (0: skip)")
     parser.add_argument("--scale", type=int, default=1_000_000, help="synthetic documents for the scale run (0: skip)")
+    parser.add_argument("--exact", type=int, default=0,
+                        help="documents for exact dedup, --workers 1 vs 2 (0: skip)")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-dedup-"))
     work.mkdir(parents=True, exist_ok=True)
     report: dict = {"machine": f"{os.cpu_count()} cores", "load_before": load_uptime()}
 
-    texts = real_texts(args.docs)
-    report["signatures"] = bench_signatures(texts)
-    report["signatures"].update(bench_datatrove(texts, work, report["signatures"]["curate_docs_per_s"]))
-    print(json.dumps({"signatures": report["signatures"]}, indent=2), flush=True)
+    if args.docs:
+        texts = real_texts(args.docs)
+        report["signatures"] = bench_signatures(texts)
+        report["signatures"].update(bench_datatrove(texts, work, report["signatures"]["curate_docs_per_s"]))
+        print(json.dumps({"signatures": report["signatures"]}, indent=2), flush=True)
 
     if args.e2e:
         corpus = e2e_corpus(work / "e2e.parquet", args.e2e)
@@ -207,6 +245,10 @@ def main() -> None:
                                                 "--no-verify"])
         print(json.dumps({"scale": report["scale"], "scale_no_verify": report["scale_no_verify"]}, indent=2),
               flush=True)
+    if args.exact:
+        corpus = e2e_corpus(work / "exact.parquet", args.exact)
+        report["exact"] = bench_exact(corpus, args.exact, work)
+        print(json.dumps({"exact": report["exact"]}, indent=2), flush=True)
     report["load_after"] = load_uptime()
     print(json.dumps(report, indent=2))
 

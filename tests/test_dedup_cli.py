@@ -1,18 +1,30 @@
 """`curate dedup …` end to end through the CLI: outputs, determinism across workers and array tasks, --keep,
---mode annotate, --against, exact dedup, rehydration, and clear errors."""
+--mode annotate, --against, exact dedup (hash partitions, array tasks, Ray, SIGKILL and resume), rehydration,
+and clear errors."""
 
 from __future__ import annotations
 
 import json
+import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pytest
 from conftest import write_parquet
+from test_pipeline import (
+    kill_after_units,
+    progress_records,
+    ray_session,  # noqa: F401  (one Ray instance for the whole test session)
+    visible_shards,
+)
 from typer.testing import CliRunner
 
 from curate.cli.main import app
+from curate.io.output import file_checksum
 
 runner = CliRunner()
 
@@ -130,6 +142,152 @@ def test_exact_dedup_by_text_url_and_normalized(tmp_path):
     assert read(tmp_path / "norm")["dup_count"].to_list() == [4, 1]
     run("dedup", "exact", data, "-o", tmp_path / "url", "--key", "url", "-q", "--partition-rows", 2)
     assert read(tmp_path / "url")["id"].to_list() == ["a", "b", "d"]
+
+
+def exact(*args, code: int = 0) -> dict:
+    return run("dedup", "exact", *args, "-q", "--json", code=code)
+
+
+def shard_sums(out: Path) -> dict[str, str]:
+    return {p.name: file_checksum(p) for p in sorted(out.glob("part-*.parquet"))}
+
+
+EXACT_SPLIT = ("--max-rows-per-shard", 200, "--partition-rows", 300)  # 1,500 e-mails: 8 units, 5 partitions
+
+
+def test_exact_hash_partitions_group_as_one_grouping_of_all_keys(emails, tmp_path):
+    """Real e-mail bodies (126 groups of identical bodies): the first of each group in input order stays,
+    with dup_count = the group's size, whether the groups pass has one hash partition or eight."""
+    source = pl.read_parquet(sorted(emails.glob("*.parquet"))).with_row_index("order")
+    expected = source.group_by("text").agg(pl.col("id").sort_by("order").first(),
+                                           pl.len().cast(pl.Int64).alias("dup_count")).select("id", "dup_count")
+    one = exact(emails, "-o", tmp_path / "one", "--max-rows-per-shard", 300)
+    eight = exact(emails, "-o", tmp_path / "eight", "--max-rows-per-shard", 300, "--partition-rows", 200)
+    assert read(tmp_path / "one").select("id", "dup_count").equals(expected.sort("id"))
+    assert one["removed"]["duplicate"] == 1500 - expected.height > 100
+    assert one["groups"]["units"] == 1 and eight["groups"]["units"] == 8
+    assert shard_sums(tmp_path / "one") == shard_sums(tmp_path / "eight")
+    clusters = tmp_path / "eight.exact-work" / "clusters"
+    assert len(shard_sums(clusters)) == 8
+    assert [u["of"] for u in json.loads((clusters / "_plan.json").read_text())["units"]] == [8] * 8
+    header = json.loads((clusters / "_dedup.json").read_text())
+    assert header["duplicates_removed"] == one["removed"]["duplicate"] and header["partitions"] == 8
+    # a started run keeps its partitions: another --partition-rows is refused, or regroups with --overwrite
+    result = runner.invoke(app, [str(a) for a in ("dedup", "exact", emails, "-o", tmp_path / "one",
+                                                  "--max-rows-per-shard", 300, "--partition-rows", 200)])
+    assert result.exit_code == 2 and "grouped in 1 hash partitions; --partition-rows 200 makes 8" in result.output
+    regrouped = exact(emails, "-o", tmp_path / "one", "--max-rows-per-shard", 300, "--partition-rows", 200,
+                      "--overwrite")
+    assert regrouped["keys"]["units_already_done"] == 6 and regrouped["groups"]["units_processed"] == 8
+    assert shard_sums(tmp_path / "one") == shard_sums(tmp_path / "eight")
+
+
+@pytest.fixture(scope="module")
+def exact_one(emails, tmp_path_factory) -> Path:
+    """`curate dedup exact` over the e-mails split into 8 units and 5 partitions, in one run."""
+    out = tmp_path_factory.mktemp("exact-one") / "one"
+    exact(emails, "-o", out, *EXACT_SPLIT)
+    return out
+
+
+def same_shards(out: Path, expected: Path) -> bool:
+    """The same output and intermediate shards (keys, clusters) as the run into `expected`."""
+    return all(shard_sums(Path(f"{out}{d}")) == shard_sums(Path(f"{expected}{d}"))
+               for d in ("", ".exact-work/clusters", ".exact-work/keys"))
+
+
+def test_exact_array_tasks_in_shuffled_order_give_one_run(emails, exact_one, tmp_path):
+    rng = random.Random(4)
+    groups = []
+    clusters = tmp_path / "tasks.exact-work" / "clusters"
+    for round_ in range(3):  # a task stops at a pass others still work on: each round completes one more pass
+        tasks = list(range(4))
+        rng.shuffle(tasks)
+        for task in tasks:
+            summary = exact(emails, "-o", tmp_path / "tasks", *EXACT_SPLIT, "--num-shards", 4, "--shard-index", task)
+            groups += [summary["groups"]] if "groups" in summary else []
+        if round_ == 0:  # what `curate status` counts: the plan's units (partitions) and their _progress records
+            assert len(json.loads((clusters / "_plan.json").read_text())["units"]) == 5
+            finished = len(list((clusters / "_progress").glob("unit-*.json")))
+            assert finished == sum(g["units_processed"] for g in groups) < 5
+    assert summary["complete"] and (tmp_path / "tasks" / "_manifest.json").exists()
+    assert sum(g["units_processed"] for g in groups) == 5 and max(g["units_this_task"] for g in groups) == 2
+    assert same_shards(tmp_path / "tasks", exact_one)
+
+
+def test_exact_with_two_workers_gives_one_worker_output(emails, tmp_path):
+    """Two worker processes share the 5 hash partitions (the e-mails in one file: one input unit, no pool
+    for the other passes)."""
+    source = write_parquet(tmp_path / "in" / "emails.parquet", pl.read_parquet(sorted(emails.glob("*"))).to_arrow())
+    exact(source, "-o", tmp_path / "one", "--partition-rows", 300)
+    summary = exact(source, "-o", tmp_path / "two", "--partition-rows", 300, "--workers", 2)
+    assert summary["groups"]["units_processed"] == 5 and same_shards(tmp_path / "two", tmp_path / "one")
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_exact_on_ray_gives_the_local_output(emails, exact_one, tmp_path):
+    summary = exact(emails, "-o", tmp_path / "ray", *EXACT_SPLIT, "--executor", "ray", "--workers", 2)
+    assert summary["groups"]["units_processed"] == 5 and summary["complete"]
+    assert same_shards(tmp_path / "ray", exact_one)
+
+
+def exact_command(emails: Path, out: Path) -> list[str]:
+    """1,500 e-mails (two files) in 11 units of at most 150 rows, and 10 hash partitions: 32 units in all."""
+    return [sys.executable, "-m", "curate", "dedup", "exact", str(emails), "-o", str(out), "-q",
+            "--max-rows-per-shard", "150", "--partition-rows", "150"]
+
+
+@pytest.fixture(scope="module")
+def exact_reference(emails, tmp_path_factory) -> tuple[dict[str, str], int]:
+    root = tmp_path_factory.mktemp("exact-reference")
+    subprocess.run(exact_command(emails, root / "out"), check=True, timeout=120)
+    return {name: file_checksum(path) for name, path in visible_shards(root).items()}, len(progress_records(root))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+@pytest.mark.parametrize("units", [4, 16, 27])  # killed in the keys, groups or filter pass
+def test_exact_killed_mid_run_then_rerun_gives_identical_shards(emails, exact_reference, tmp_path, units):
+    expected, total = exact_reference
+    assert total == 32
+    command = exact_command(emails, tmp_path / "out")
+    status, orphans = kill_after_units(command, tmp_path, units)
+    assert status == -signal.SIGKILL and not orphans
+    for plan in tmp_path.glob("**/_plan.json"):
+        if len(list((plan.parent / "_progress").glob("unit-*.json"))) < len(json.loads(plan.read_text())["units"]):
+            assert not (plan.parent / "_manifest.json").exists() and not (plan.parent / "_dedup.json").exists()
+    for name, path in visible_shards(tmp_path).items():
+        assert file_checksum(path) == expected[name], name
+    subprocess.run(command, check=True, timeout=120)
+    assert {name: file_checksum(path) for name, path in visible_shards(tmp_path).items()} == expected
+
+
+def test_exact_refuses_shared_ids_naming_both_rows_in_any_partition(tmp_path):
+    first = write_parquet(tmp_path / "in" / "a.parquet", pa.table({"id": ["a", "b", "c"], "text": ["x", "y", "z"]}))
+    second = write_parquet(tmp_path / "in" / "b.parquet", pa.table({"id": ["d", "b"], "text": ["x", "w"]}))
+    for name, extra in (("one", ()), ("five", ("--partition-rows", 1))):
+        result = runner.invoke(app, [str(a) for a in ("dedup", "exact", tmp_path / "in", "-o", tmp_path / name, *extra)])
+        assert result.exit_code == 3, result.output
+        assert f"{second}, row 1" in result.output and f"of {first}, row 1" in result.output
+        assert "ids must be unique" in result.output
+
+
+def test_minhash_passes_as_array_tasks_give_the_command_output(emails, tmp_path):
+    from curate.io.options import IOOptions
+    from curate.runner import run_passes
+    from curate.stages.dedup.minhash_dedup import minhash_passes
+    from curate.stages.dedup.params import MinhashParams
+
+    source = write_parquet(tmp_path / "in" / "emails.parquet", pl.read_parquet(emails / "a.parquet").head(400).to_arrow())
+    run("dedup", "minhash", source, "-o", tmp_path / "command", "-q", "--max-rows-per-shard", 100)
+    params = MinhashParams()
+    for _ in range(3):  # each round of the two tasks completes one more pass
+        for task in (1, 0):
+            io = IOOptions(inputs=[str(source)], output=str(tmp_path / "passes"), quiet=True, max_rows_per_shard=100,
+                           shard_index=task, num_shards=2)
+            passes = minhash_passes(params, io)
+            summary = run_passes("dedup minhash", passes, io)
+    assert [p.name for p in passes] == ["signatures", "cluster", "filter"] and all(p.array for p in passes)
+    assert summary["complete"] and shard_sums(tmp_path / "passes") == shard_sums(tmp_path / "command")
 
 
 def test_rehydrate_repeat_column_and_materialize(tmp_path):

@@ -137,6 +137,44 @@ def test_out_of_core_grouping_equals_in_memory_and_roots_are_first_ids():
     assert (in_memory[::11] == np.arange(500)[::11]).all()  # no key: singleton
 
 
+def test_equal_key_groups_are_the_union_find_clusters_with_first_rows_as_roots():
+    rng = np.random.default_rng(8)
+    hi = rng.integers(1, 30, 400).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    lo = rng.integers(0, 2, 400).astype(np.uint64)  # equal high halves, different low halves: other keys
+    rows, firsts, sizes = uf.equal_key_groups(hi, lo)
+    parent = uf.new_parent(400)
+    uf.union_edges(parent, uf.group_equal_keys(iter([(hi, lo)]), 400, 10_000))
+    uf.flatten(parent)
+    members, member_sizes = uf.members_in_clusters(parent)
+    order = np.argsort(rows)
+    assert rows[order].tolist() == members.tolist() and sizes[order].tolist() == member_sizes.tolist()
+    assert (firsts[order] == parent[members]).all()
+    assert uf.equal_key_groups(np.zeros(0, np.uint64), np.zeros(0, np.uint64))[0].size == 0
+
+
+def test_cluster_lookup_searches_every_part_of_a_partitioned_table(tmp_path):
+    """Exact dedup writes one clusters part per hash partition, each sorted on its own."""
+    from curate.io.output import OutputDir, ShardWriter, UnitRecord
+    from curate.stages.dedup import store
+    from curate.stages.dedup.minhash_dedup import CLUSTER_SCHEMA, CLUSTERS, ClusterLookup
+
+    out = OutputDir(tmp_path / "clusters")
+    plan = {"stage": "test", "parameters": {}, "inputs": [], "units": [{"index": 0}, {"index": 1}]}
+    out.prepare(plan, False)
+    parts = [[(5, 1, 50, 2, True), (9, 0, 50, 2, False)], [(1, 7, 10, 2, True), (7, 3, 10, 2, False)]]
+    records = []
+    for index, rows in enumerate(parts):
+        writer = ShardWriter(out, index, 1 << 20)
+        writer.write(pa.table(list(zip(*rows, strict=True)), schema=CLUSTER_SCHEMA))
+        records.append(UnitRecord(index, writer.commit()))
+    out.finalize(plan, records, [], 0.0)
+    store.write_header(out.path, {"kind": CLUSTERS}, plan)
+    lookup = ClusterLookup(out.path)
+    hi, lo = np.array([1, 5, 7, 9, 9, 2], np.uint64), np.array([7, 1, 3, 0, 1, 0], np.uint64)
+    found = lookup.find(hi, lo)
+    assert lookup.cluster_id[found[:4]].tolist() == [10, 50, 10, 50] and found[4:].tolist() == [-1, -1]
+
+
 def test_members_sizes_and_keep_rules():
     parent = np.array([0, 0, 2, 2, 0, 5], dtype=np.int32)
     members, sizes = uf.members_in_clusters(parent)

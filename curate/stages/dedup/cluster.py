@@ -1,4 +1,5 @@
-"""Out-of-core grouping of equal keys and union-find over compact document ids.
+"""Out-of-core grouping of equal keys and union-find over compact document ids (MinHash bands); grouping of
+equal 128-bit keys within one hash partition (exact dedup, `equal_key_groups`).
 
 Each band (or exact-dedup key) is grouped separately: its keys are read part by part; when a band has more
 than `partition_rows` keys they are first scattered by their top bits into partition files on disk, so only
@@ -139,6 +140,24 @@ def _concat(chunks: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.
     key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     sec = None if not secondary or secondary[0] is None else np.concatenate(secondary)  # type: ignore[arg-type]
     return key, sec
+
+
+def equal_key_groups(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sharing a 128-bit (hi, lo) key with another row: (row, first row of its group, group size).
+
+    Rows are in input order, so each group's first row is its first document; sorted once (no union-find:
+    equal keys are already the whole group).
+    """
+    rows = np.arange(len(hi), dtype=np.int64)
+    order = np.lexsort((rows, lo, hi))
+    hi, lo, rows = hi[order], lo[order], rows[order]
+    starts = np.ones(len(rows), dtype=bool)
+    starts[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+    group = np.cumsum(starts) - 1
+    sizes = np.bincount(group)[group] if len(rows) else np.zeros(0, np.int64)
+    firsts = rows[np.nonzero(starts)[0]][group]
+    shared = sizes > 1
+    return rows[shared], firsts[shared], sizes[shared].astype(np.int64)
 
 
 def union_edges(parent: np.ndarray, edges: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:

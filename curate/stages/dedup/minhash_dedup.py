@@ -1,4 +1,4 @@
-"""MinHash-LSH near-duplicate removal in three resumable passes: signatures → cluster → filter.
+"""MinHash-LSH near-duplicate removal in three resumable passes (`minhash_passes`): signatures → cluster → filter.
 
 signatures: per input unit, one Parquet part with each document's id hash, keep value and one 64-bit key per
   LSH band (band_000 …), i.e. partitioned by band column-wise.
@@ -23,13 +23,14 @@ from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
 from curate.io.output import OutputDir, ShardWriter, UnitRecord, atomic_open
-from curate.io.storage import require_local
+from curate.io.storage import require_local, work_dir_beside
 from curate.params import digest, fingerprint
-from curate.stages.base import MapStage, StageOutput
+from curate.runner import run_map_stage
+from curate.stages.base import MapStage, Pass, StageOutput
 from curate.stages.dedup import cluster as uf
 from curate.stages.dedup import store
 from curate.stages.dedup.minhash import LshParams, band_keys, permutations, signatures
-from curate.stages.dedup.params import ClusterParams, FilterParams, SignatureParams
+from curate.stages.dedup.params import ClusterParams, FilterParams, MinhashParams, SignatureParams
 from curate.stages.dedup.shingles import normalize, shingle_hashes, shingle_sets
 
 SIGNATURES = "signatures"
@@ -208,6 +209,23 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
     return summary
 
 
+def minhash_passes(params: MinhashParams, io: IOOptions, rejected: str | None = None) -> list[Pass]:
+    """signatures → cluster → filter, each an array pass (cluster: every N-th band per task); intermediates
+    in --work-dir (default OUT.minhash-work), removed documents in `rejected` when given."""
+    work = Path(require_local(params.work_dir, "--work-dir") if params.work_dir
+                else work_dir_beside(io.output, "minhash-work"))
+    signatures_dir, clusters_dir = work / SIGNATURES, work / CLUSTERS
+    return [
+        Pass("signatures", signatures_dir, True,
+             lambda task: compute_signatures(params.for_pass(SignatureParams), task, signatures_dir)),
+        Pass("cluster", clusters_dir, True,
+             lambda task: cluster_signatures(params.for_pass(ClusterParams), signatures_dir, clusters_dir, task)),
+        Pass("filter", Path(io.output), True,
+             lambda task: run_map_stage(ClusterFilterStage(params.for_pass(FilterParams), clusters_dir), task,
+                                        rejected_dir=rejected)),
+    ]
+
+
 def load_sets(parts: list[Path], docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Shingle sets of `docs` (sorted compact ids) as (flat uint32 values, offsets), reading part by part."""
     flat, offsets = [np.zeros(0, np.uint32)], [np.zeros(1, np.int64)]
@@ -334,7 +352,9 @@ class ClusterLookup:
 
     def __init__(self, path: str | Path):
         store.read_header(path, CLUSTERS)
+        # one part (MinHash) or one per hash partition (exact): searched as one sorted table
         table = pa.concat_tables([pq.read_table(p) for p in store.part_files(path)])
+        table = table.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
         self.hi = table.column("id_hi").to_numpy()
         self.lo = table.column("id_lo").to_numpy()
         self.cluster_id = table.column("cluster_id").to_numpy()

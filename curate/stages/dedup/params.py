@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TypeVar
 
 from curate.io.errors import UsageError
 from curate.params import option
 from curate.stages.dedup.shingles import Normalization
+
+PassParams = TypeVar("PassParams")
 
 
 @dataclass
@@ -87,13 +91,18 @@ class FilterParams:
 class MinhashParams(FilterParams, ClusterParams, SignatureParams):
     work_dir: str | None = option(None, "Where signatures and clusters go (default: OUT.minhash-work).")
 
+    def for_pass(self, cls: type[PassParams]) -> PassParams:
+        """The parameters of one pass (SignatureParams, ClusterParams or FilterParams): what its plan records."""
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+
 
 @dataclass
 class ExactParams(NormalizeParams):
     key: str = option("text", "What makes documents equal: text, url, or any column name.")
     normalize: bool = option(False, "Normalise the key text first (the switches below) instead of exact bytes.")
     partition_rows: int = option(
-        1 << 24, "Key hashes grouped in memory at once; more are partitioned on disk.", fingerprint=False
+        1 << 24, "Key hashes grouped in memory at once: the groups pass has one hash partition (a task of its own) "
+        "per this many documents. Fixed when a run starts.", fingerprint=False
     )
 
 

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numba as nb
 import numpy as np
@@ -164,11 +165,16 @@ def check_unique_ids(store_dir: Path, parts: list[Path], partition_rows: int) ->
     for left, right in group_equal_keys(chunks, total, partition_rows):
         if len(left):
             first = int(np.argmin(right))
-            second, other = locate(store_dir, parts, int(right[first])), locate(store_dir, parts, int(left[first]))
-            named = "this id" if second.id is None else f"id {second.id!r}"
-            raise InputError(second.path, f"{named} is also the id of {other.describe()}; dedup finds "
-                             "documents by --id-column, so ids must be unique (give each document its own id)",
-                             row=second.row, column=io_id_column(store_dir), row_label=second.row_label)
+            refuse_shared_id(store_dir, parts, int(left[first]), int(right[first]))
+
+
+def refuse_shared_id(store_dir: Path, parts: list[Path], first: int, second: int) -> NoReturn:
+    """Exit 3 naming the document `second` (compact id) and the earlier document `first` that has its id."""
+    later, other = locate(store_dir, parts, second), locate(store_dir, parts, first)
+    named = "this id" if later.id is None else f"id {later.id!r}"
+    raise InputError(later.path, f"{named} is also the id of {other.describe()}; dedup finds "
+                     "documents by --id-column, so ids must be unique (give each document its own id)",
+                     row=later.row, column=io_id_column(store_dir), row_label=later.row_label)
 
 
 class UnitPass(MapStage):
