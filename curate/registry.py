@@ -199,7 +199,7 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     ),
     StageSpec(
         "dedup-exact", ("dedup", "exact"), "curate.stages.dedup.params:ExactParams",
-        passes="curate.stages.dedup.passes:exact_passes",
+        passes="curate.stages.dedup.passes:exact_stage",
         help="Keep the first document (input order) of each group with an equal key; add dup_count (group "
         "size). Three array passes: keys per unit, groups per key partition, filter per unit.",
         examples="Examples:\n\n\b\n  curate dedup exact data/ -o out/exact\n"
@@ -208,7 +208,7 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     ),
     StageSpec(
         "dedup-minhash", ("dedup", "minhash"), "curate.stages.dedup.params:MinhashParams",
-        passes="curate.stages.dedup.passes:minhash_passes",
+        passes="curate.stages.dedup.passes:minhash_stage",
         help="MinHash-LSH near-duplicate removal: signatures → cluster → filter, keeping one document per "
         "cluster; kept documents get dup_cluster_id and dup_cluster_size (--mode annotate keeps all and adds "
         "dup_keep). The passes also run alone (`curate dedup minhash signatures|cluster|filter`).",
@@ -221,14 +221,14 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     ),
     StageSpec(
         "dedup-minhash-signatures", ("dedup", "minhash", "signatures"), "curate.stages.dedup.params:SignatureParams",
-        passes="curate.stages.dedup.passes:signatures_command_passes", recipe=False,
+        passes="curate.stages.dedup.passes:signatures_command", recipe=False,
         help="Pass 1: MinHash signatures, one 64-bit key per LSH band, one Parquet part per input unit (-o SIGDIR). "
         "The output is also an index for --against.",
         examples="Examples:\n\n\b\n  curate dedup minhash signatures data/ -o work/sigs --num-shards 8 --shard-index 3\n",
     ),
     StageSpec(
         "dedup-minhash-cluster", ("dedup", "minhash", "cluster"), "curate.stages.dedup.params:ClusterParams",
-        passes="curate.stages.dedup.passes:cluster_command_passes", recipe=False,
+        passes="curate.stages.dedup.passes:cluster_command", recipe=False,
         help="Pass 2: group equal band keys out of core and union-find the documents (INPUT = SIGDIR, -o "
         "CLUSTERDIR). With --num-shards N each task takes every N-th band; the last task to finish writes the "
         "clusters.",
@@ -237,7 +237,7 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     ),
     StageSpec(
         "dedup-minhash-filter", ("dedup", "minhash", "filter"), "curate.stages.dedup.params:FilterParams",
-        passes="curate.stages.dedup.passes:filter_command_passes", recipe=False,
+        passes="curate.stages.dedup.passes:filter_command", recipe=False,
         help="Pass 3: keep one document per cluster (or annotate all) using --clusters; same INPUT as signatures.",
         examples="Examples:\n\n\b\n  curate dedup minhash filter data/ --clusters work/clusters -o out/dedup\n",
         options=(Argument("clusters", str, flags=("--clusters",),

@@ -209,21 +209,29 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
     return summary
 
 
+def signature_pass(params: SignatureParams, out: str | Path) -> Pass:
+    return Pass(SIGNATURES, Path(out), True, lambda task: compute_signatures(params, task, out))
+
+
+def cluster_pass(params: ClusterParams, signatures_dir: str | Path, out: str | Path) -> Pass:
+    return Pass("cluster", Path(out), True, lambda task: cluster_signatures(params, signatures_dir, out, task))
+
+
+def filter_pass(params: FilterParams, clusters_dir: str | Path, output: str, rejected: str | None,
+                name: str = "filter") -> Pass:
+    return Pass(name, Path(output), True, lambda task: run_map_stage(ClusterFilterStage(params, clusters_dir), task,
+                                                                     rejected_dir=rejected))
+
+
 def minhash_passes(params: MinhashParams, io: IOOptions, rejected: str | None = None) -> list[Pass]:
     """signatures → cluster → filter, each an array pass (cluster: every N-th band per task); intermediates
     in --work-dir (default OUT.minhash-work), removed documents in `rejected` when given."""
     work = Path(require_local(params.work_dir, "--work-dir") if params.work_dir
                 else work_dir_beside(io.output, "minhash-work"))
     signatures_dir, clusters_dir = work / SIGNATURES, work / CLUSTERS
-    return [
-        Pass("signatures", signatures_dir, True,
-             lambda task: compute_signatures(params.for_pass(SignatureParams), task, signatures_dir)),
-        Pass("cluster", clusters_dir, True,
-             lambda task: cluster_signatures(params.for_pass(ClusterParams), signatures_dir, clusters_dir, task)),
-        Pass("filter", Path(io.output), True,
-             lambda task: run_map_stage(ClusterFilterStage(params.for_pass(FilterParams), clusters_dir), task,
-                                        rejected_dir=rejected)),
-    ]
+    return [signature_pass(params.signatures, signatures_dir),
+            cluster_pass(params.cluster, signatures_dir, clusters_dir),
+            filter_pass(params.filter, clusters_dir, io.output, rejected)]
 
 
 def load_sets(parts: list[Path], docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

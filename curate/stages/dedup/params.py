@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import TypeVar
 
 from curate.io.errors import UsageError
-from curate.params import option
+from curate.params import nested, option
 from curate.stages.dedup.shingles import Normalization
-
-PassParams = TypeVar("PassParams")
 
 
 @dataclass
@@ -88,12 +84,14 @@ class FilterParams:
 
 
 @dataclass
-class MinhashParams(FilterParams, ClusterParams, SignatureParams):
-    work_dir: str | None = option(None, "Where signatures and clusters go (default: OUT.minhash-work).")
+class MinhashParams:
+    """`curate dedup minhash`: one section per pass, each what that pass's plan records. Flags and recipe keys
+    stay flat (``--ngram 5``, ``ngram: 5``); a recipe may also write ``signatures: {ngram: 5}``."""
 
-    def for_pass(self, cls: type[PassParams]) -> PassParams:
-        """The parameters of one pass (SignatureParams, ClusterParams or FilterParams): what its plan records."""
-        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
+    signatures: SignatureParams = nested(SignatureParams, "Pass 1: shingles, MinHash signatures, LSH band keys.")
+    cluster: ClusterParams = nested(ClusterParams, "Pass 2: documents sharing a band key are clustered.")
+    filter: FilterParams = nested(FilterParams, "Pass 3: one document kept per cluster.")
+    work_dir: str | None = option(None, "Where signatures and clusters go (default: OUT.minhash-work).")
 
 
 @dataclass
