@@ -10,14 +10,8 @@ from curate.io.errors import UsageError
 from curate.io.options import IOOptions
 from curate.io.storage import require_local, work_dir_beside
 from curate.stages.base import Pass
-from curate.stages.dedup.minhash_dedup import (
-    SignatureComputer,
-    cluster_pass,
-    filter_pass,
-    kernels_to_compile,
-    minhash_passes,
-    signature_pass,
-)
+from curate.stages.dedup import minhash_dedup
+from curate.stages.dedup.minhash_dedup import cluster_pass, filter_pass, minhash_passes, signature_pass
 from curate.stages.dedup.params import (
     ClusterParams,
     ExactParams,
@@ -35,8 +29,8 @@ def _directory_output(command: str, io: IOOptions) -> None:
 def _announce(params: SignatureParams, io: IOOptions) -> None:
     """The LSH parameters, and a word before numba compiles the kernels (first run only: then cached)."""
     if not io.quiet:
-        print(SignatureComputer(params).lsh.describe(), file=sys.stderr)
-        if kernels_to_compile():
+        print(minhash_dedup.SignatureComputer(params).lsh.describe(), file=sys.stderr)
+        if minhash_dedup.kernels_to_compile():
             print("compiling MinHash kernels (first run only)…", file=sys.stderr)
 
 

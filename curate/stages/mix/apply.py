@@ -389,10 +389,10 @@ def apply_passes(params: ApplyParams, io: IOOptions) -> list[Pass]:
         raise UsageError("--weights FILE and --tokens BUDGET (> 0) are required")
     if not io.output or io.output == "-":
         raise UsageError("-o OUT must be a directory")
-    load_weights(params.weights)  # a bad weights file stops the run before any work
     statistics = Path(work_dir_beside(io.output, "mix-work")) / "stats"
 
     def stats(task_io: IOOptions) -> dict:
+        load_weights(params.weights)  # a bad weights file stops the run before any work (a recipe may make it)
         plan = _plan(params, task_io)
         return run_units(MixStatsStage(params, plan.domains), replace(task_io, output=str(statistics)), plan.units,
                          input_descriptions(plan.files))
