@@ -253,10 +253,11 @@ def trace_report(trace: Path, command_started: float) -> list[str]:
                          f"{end['cpu'] - begin['cpu']:.2f} s CPU, {begin['rows']:,} rows)")
         if units:
             phases = units[-1]["phases"]
-            total = last["cpu"] - ready["cpu"]
+            first_unit = min(starts.values(), key=lambda e: e["time"])
+            total, wall = last["cpu"] - first_unit["cpu"], last["time"] - first_unit["time"]
             named = ", ".join(f"{name} {seconds:.2f}" for name, seconds in sorted(phases.items()))
-            lines.append(f"      CPU s in units {total:.2f}: {named}; other threads and the rest "
-                         f"{total - sum(v for k, v in phases.items() if k != 'predict'):.2f}")
+            lines.append(f"      units: {wall:.2f} s wall, {total:.2f} s CPU ({total / wall:.2f} cores): {named}; "
+                         f"other threads and the rest {total - sum(v for k, v in phases.items() if k != 'predict'):.2f}")
     if len(ends) > 1:
         lines.append(f"    tail: the last process finished {max(ends) - sorted(ends)[-2]:.2f} s after the one before")
     return lines
