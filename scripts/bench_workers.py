@@ -7,8 +7,9 @@
 Input: the real text of ../shared/data (UDHR paragraphs, english/misc, SpamAssassin e-mails, web pages: 82,570
 documents, 76 MB), shuffled once (seed 0) and repeated with suffixed ids up to the stage's document count, written
 as --units Parquet files of equal rows, one unit each (--max-rows-per-shard). Each stage has its own count, so
-that one worker runs about 30 s; every run prints the count that would take 30 s at the speed it measured
-(`--docs STAGE=N` sets it; `--scale` multiplies every count, e.g. 0.05 to check the script quickly).
+that one worker runs about 30 s; every run prints the count that would take 30 CPU seconds at one worker
+(CPU seconds vary less with other jobs' load than wall seconds; `--docs STAGE=N` sets a count; `--scale`
+multiplies every count, e.g. 0.05 to check the script quickly).
 
 Each command is a fresh `python -m curate …` process; the table gives wall seconds of the command, seconds inside
 the stage (the `--json` summary's wall_seconds), docs/s inside the stage, the speed-up of 2 workers (command
@@ -155,7 +156,7 @@ TARGET_SECONDS = 30.0
 class Stage:
     name: str
     args: Callable[[Path, Path, Path], list[str]]  # (corpus, output, scratch dir) → the command's arguments
-    docs: int  # documents for about TARGET_SECONDS at one worker on the standard machine
+    docs: int  # documents for about TARGET_SECONDS at one worker on the standard machine (from CPU seconds)
 
 
 def _mix_weights(corpus: Path, scratch: Path) -> list[str]:
@@ -170,14 +171,14 @@ def _mix_weights(corpus: Path, scratch: Path) -> list[str]:
 STAGES = {
     stage.name: stage
     for stage in (
-        Stage("langid", lambda c, o, s: ["langid", str(c), "-o", str(o)], 300_000),
-        Stage("quality", lambda c, o, s: ["quality", str(c), "-o", str(o)], 25_000),
-        Stage("pii", lambda c, o, s: ["pii", str(c), "-o", str(o)], 300_000),
-        Stage("dedup-minhash", lambda c, o, s: ["dedup", "minhash", str(c), "-o", str(o)], 150_000),
-        Stage("dedup-exact", lambda c, o, s: ["dedup", "exact", str(c), "-o", str(o)], 1_000_000),
+        Stage("langid", lambda c, o, s: ["langid", str(c), "-o", str(o)], 350_000),
+        Stage("quality", lambda c, o, s: ["quality", str(c), "-o", str(o)], 15_000),
+        Stage("pii", lambda c, o, s: ["pii", str(c), "-o", str(o)], 350_000),
+        Stage("dedup-minhash", lambda c, o, s: ["dedup", "minhash", str(c), "-o", str(o)], 50_000),
+        Stage("dedup-exact", lambda c, o, s: ["dedup", "exact", str(c), "-o", str(o)], 500_000),
         Stage("mix-apply", lambda c, o, s: ["mix", "apply", str(c), "-o", str(o), *_mix_weights(c, s)], 1_000_000),
         Stage("pack", lambda c, o, s: ["pack", str(c), "-o", str(o), "--tokenizer",
-                                       str(SHARED / "tokenizers" / "gpt2.json")], 60_000),
+                                       str(SHARED / "tokenizers" / "gpt2.json")], 40_000),
     )
 }
 
@@ -232,32 +233,32 @@ def trace_report(trace: Path, command_started: float) -> list[str]:
         mine = [e for e in events if e["pid"] == pid]
         first = {e["event"]: e for e in reversed(mine)}
         start = first["python_start"]
-        units = [e for e in mine if e["event"] == "unit_end"]
-        starts = {e["unit"]: e for e in mine if e["event"] == "unit_start"}
-        last = units[-1] if units else mine[-1]
-        ready = first.get("init_end", first.get("unit_start", start))
+        # a process runs one unit at a time (a stage of several passes runs units of each pass in turn)
+        units = list(zip((e for e in mine if e["event"] == "unit_start"), (e for e in mine if e["event"] == "unit_end"),
+                         strict=True))
         line = (f"    pid {pid}: created +{start['created'] - command_started:.2f} s, Python running +"
                 f"{start['imports_from'] - command_started:.2f} s")
-        if not starts:  # the command's own process, when workers do the units
-            lines.append(line + f"; CPU until its last record {last['cpu']:.2f} s")
+        if not units:  # the command's own process, when workers do the units
+            lines.append(line + f"; CPU until its last record {mine[-1]['cpu']:.2f} s")
             continue
+        last = units[-1][1]
+        ready = first.get("init_end", units[0][0])
         ends.append(last["time"])
         lines.append(line + f", imports+model done +{ready['time'] - command_started:.2f} s (init "
                      f"{ready['time'] - start['imports_from']:.2f} s), first unit +"
-                     f"{min(e['time'] for e in starts.values()) - command_started:.2f} s, last unit done +"
+                     f"{units[0][0]['time'] - command_started:.2f} s, last unit done +"
                      f"{last['time'] - command_started:.2f} s; CPU {last['cpu']:.2f} s")
-        for end in units:
-            begin = starts[end["unit"]]
+        for begin, end in units:
+            rows = f", {begin['rows']:,} rows" if begin["rows"] is not None else ""
             lines.append(f"      unit {end['unit']}: +{begin['time'] - command_started:6.2f} → "
                          f"+{end['time'] - command_started:6.2f} s ({end['time'] - begin['time']:.2f} s wall, "
-                         f"{end['cpu'] - begin['cpu']:.2f} s CPU, {begin['rows']:,} rows)")
-        if units:
-            phases = units[-1]["phases"]
-            first_unit = min(starts.values(), key=lambda e: e["time"])
-            total, wall = last["cpu"] - first_unit["cpu"], last["time"] - first_unit["time"]
-            named = ", ".join(f"{name} {seconds:.2f}" for name, seconds in sorted(phases.items()))
-            lines.append(f"      units: {wall:.2f} s wall, {total:.2f} s CPU ({total / wall:.2f} cores): {named}; "
-                         f"other threads and the rest {total - sum(v for k, v in phases.items() if k != 'predict'):.2f}")
+                         f"{end['cpu'] - begin['cpu']:.2f} s CPU{rows})")
+        phases = last["phases"]
+        wall = sum(end["time"] - begin["time"] for begin, end in units)
+        cpu = sum(end["cpu"] - begin["cpu"] for begin, end in units)
+        named = ", ".join(f"{name} {seconds:.2f}" for name, seconds in sorted(phases.items()))
+        lines.append(f"      in units: {wall:.2f} s wall, {cpu:.2f} s CPU ({cpu / wall:.2f} cores): {named}; "
+                     f"other threads and the rest {cpu - sum(v for k, v in phases.items() if k != 'predict'):.2f}")
     if len(ends) > 1:
         lines.append(f"    tail: the last process finished {max(ends) - sorted(ends)[-2]:.2f} s after the one before")
     return lines
@@ -311,7 +312,7 @@ def main() -> None:
             for workers, lines in traces.items():
                 print(f"  trace, --workers {workers}:")
                 print("\n".join(lines))
-    print("Documents for ~30 s at 1 worker at the speeds above: "
+    print("Documents for ~30 CPU seconds at 1 worker (≈ 30 s on an idle machine; fewer under load): "
           + " ".join(f"--docs {name}={r['suggested_docs']}" for name, r in results.items()))
     if args.json:
         print(json.dumps(results))
@@ -338,7 +339,7 @@ def report(name: str, docs: int, best: dict[int, tuple[Measured, dict]], identic
     if not identical:
         print(f"  {name}: OUTPUTS DIFFER between --workers 1 and --workers 2")
     return {"docs": docs, "identical": identical, "workers": rows,
-            "suggested_docs": int(round(TARGET_SECONDS * docs / base_stage, -3))}
+            "suggested_docs": int(round(TARGET_SECONDS * docs / best[1][0].cpu, -3))}
 
 
 def _as_cli() -> None:
