@@ -7,8 +7,8 @@
 Input: the real text of ../shared/data (UDHR paragraphs, english/misc, SpamAssassin e-mails, web pages: 82,570
 documents, 76 MB), shuffled once (seed 0) and repeated with suffixed ids up to the stage's document count, written
 as --units Parquet files of equal rows, one unit each (--max-rows-per-shard). Each stage has its own count, so
-that one worker runs about 30 s; every run prints the count that would take 30 CPU seconds at one worker
-(CPU seconds vary less with other jobs' load than wall seconds; `--docs STAGE=N` sets a count; `--scale`
+that one worker runs about 30 s; every run prints the count that would take 30 CPU seconds inside the stage
+at one worker (CPU seconds vary less with other jobs' load than wall seconds; `--docs STAGE=N` sets a count; `--scale`
 multiplies every count, e.g. 0.05 to check the script quickly).
 
 Each command is a fresh `python -m curate …` process; the table gives wall seconds of the command, seconds inside
@@ -16,13 +16,15 @@ the stage (the `--json` summary's wall_seconds), docs/s inside the stage, the sp
 and in-stage), CPU seconds (user+sys of the command and its workers) per 1,000 documents, cores kept busy
 (CPU / wall), peak RSS of the largest process and the machine's load average just before the run. The outputs of
 1 and 2 workers must be byte-identical (curate's bookkeeping files aside); a stage whose output differs is
-flagged, not fatal. CPU seconds change little when other jobs load the machine; wall seconds do.
+flagged, not fatal. Other jobs change wall seconds most (the kernel shares the CPUs per session, so with one
+other busy session 2 workers get no more CPU than 1), CPU seconds less (up to +50% measured at load 5): see
+"Scaling with --workers" in docs/benchmarks.md.
 
---trace (langid, quality, pii: stages that map batches) runs the commands through this script so that every
-worker records, per process: when it was created, when its first line of Python ran, when its imports and
-model load were done, each unit's start and end, and the CPU seconds of reading (Parquet decoding, in the
-read-ahead thread), the stage's work (main thread, fastText's predict separately for langid) and writing
-(Arrow conversion and zstd, in the writer thread).
+--trace runs the commands through this script so that every process records: when it was created, when its
+first line of Python ran, when its imports and model load were done, each unit's start and end, and the CPU
+seconds of reading (Parquet decoding, in the read-ahead thread), the stage's work (main thread; fastText's
+predict separately for langid) and writing (Arrow conversion and zstd, in the writer thread); phases are
+timed for langid, quality and pii.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ if os.environ.get(TRACE_ENV) and __name__ != "__main__":  # a worker spawned by 
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------
-import pyarrow as pa  # noqa: E402 - after the trace, whose timings start before any import
+import numpy as np  # noqa: E402 - after the trace, whose timings start before any import
+import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from bench_common import (  # noqa: E402
@@ -160,10 +163,11 @@ class Stage:
 
 
 def _mix_weights(corpus: Path, scratch: Path) -> list[str]:
-    """mix apply: every domain at its own share, half the corpus's tokens (bytes/4)."""
+    """mix apply: every domain of the corpus at an equal weight, half the corpus's tokens (bytes/4)."""
+    table = pq.read_table(corpus, columns=["text", "source"])
     weights = scratch / "weights.yaml"
-    weights.write_text("".join(f"{domain}: 0.25\n" for domain in SOURCES))
-    table = pq.read_table(corpus, columns=["text"])
+    domains = pc.unique(table["source"]).to_pylist()
+    weights.write_text("".join(f"{domain}: {1 / len(domains)!r}\n" for domain in domains))
     tokens = pc.sum(pc.binary_length(table["text"])).as_py() // 4 // 2
     return ["--domain-column", "source", "--weights", str(weights), "--tokens", str(tokens)]
 
@@ -192,8 +196,6 @@ def base_corpus(domains: list[str]) -> pa.Table:
         ids = pc.binary_join_element_wise(pa.scalar(f"{domain}-"), table["id"].cast(pa.string()), "")
         tables.append(pa.table({"id": ids, "text": table["text"], "source": pa.repeat(domain, table.num_rows)}))
     table = pa.concat_tables(tables)
-    import numpy as np
-
     return table.take(np.random.default_rng(0).permutation(table.num_rows))
 
 
@@ -312,7 +314,7 @@ def main() -> None:
             for workers, lines in traces.items():
                 print(f"  trace, --workers {workers}:")
                 print("\n".join(lines))
-    print("Documents for ~30 CPU seconds at 1 worker (≈ 30 s on an idle machine; fewer under load): "
+    print("Documents for ~30 CPU seconds in the stage at 1 worker (≈ 30 s on an idle machine): "
           + " ".join(f"--docs {name}={r['suggested_docs']}" for name, r in results.items()))
     if args.json:
         print(json.dumps(results))
@@ -339,7 +341,15 @@ def report(name: str, docs: int, best: dict[int, tuple[Measured, dict]], identic
     if not identical:
         print(f"  {name}: OUTPUTS DIFFER between --workers 1 and --workers 2")
     return {"docs": docs, "identical": identical, "workers": rows,
-            "suggested_docs": int(round(TARGET_SECONDS * docs / best[1][0].cpu, -3))}
+            "suggested_docs": suggested_docs(docs, *best[1])}
+
+
+def suggested_docs(docs: int, one_worker: Measured, summary: dict) -> int:
+    """Documents for TARGET_SECONDS of CPU inside the stage at one worker (≈ its wall time on an idle machine):
+    the stage's CPU is taken as the command's CPU times the stage's share of the command's wall time, so that
+    start-up (interpreter, imports) does not count."""
+    stage_cpu = one_worker.cpu * summary["wall_seconds"] / one_worker.seconds
+    return int(round(TARGET_SECONDS * docs / stage_cpu, -3))
 
 
 def _as_cli() -> None:
