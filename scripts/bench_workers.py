@@ -34,6 +34,7 @@ import functools
 import importlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -299,6 +300,7 @@ def main() -> None:
             for attempt in range(args.repeat):
                 for workers in (1, 2) if attempt % 2 == 0 else (2, 1):
                     output = root / f"out-{workers}"
+                    shutil.rmtree(output, ignore_errors=True)  # a finished output would be resumed: nothing to do
                     trace = root / f"trace-{workers}.jsonl" if args.trace else None
                     started = time.time()
                     measured = run_stage(stage, root / "corpus", output, root, workers, rows, trace)
