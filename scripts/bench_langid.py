@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,13 +19,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from bench_common import SHARED, curate_command, json_summary, run_measured
 
-REPO = Path(__file__).resolve().parent.parent
-UDHR = REPO.parent / "shared" / "data" / "udhr" / "paragraphs.parquet"
-_MEASURE = (
-    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-    "print(r.stdout.strip()); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
-)
+UDHR = SHARED / "udhr" / "paragraphs.parquet"
 
 
 def make_corpus(directory: Path, copies: int, shards: int) -> tuple[list[str], int]:
@@ -65,13 +60,9 @@ def raw_batch(texts: list[str]) -> float:
 
 def run_curate(corpus: Path, out: Path, workers: int) -> tuple[float, int, float]:
     """(seconds end to end, peak RSS in KB of the largest process, seconds inside the run itself)."""
-    command = [str(REPO / ".venv" / "bin" / "curate"), "langid", str(corpus), "-o", str(out), "--json",
-               "--workers", str(workers), "--overwrite"]  # fmt: skip
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True)
-    elapsed = time.perf_counter() - start
-    summary_line, rss_line = result.stdout.strip().splitlines()[-2:]
-    return elapsed, int(rss_line), json.loads(summary_line)["wall_seconds"]
+    measured = run_measured(curate_command("langid", str(corpus), "-o", str(out), "--json", "--workers",
+                                           str(workers), "--overwrite"))
+    return measured.seconds, measured.peak_rss_kb, json_summary(measured.stdout)["wall_seconds"]
 
 
 def main() -> None:

@@ -10,16 +10,12 @@ overhead, plus peak RSS of the children and the machine's load. Every run must p
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from bench_common import curate_command, json_summary, run_measured
 
 from curate.io.output import file_checksum
 from curate.sample import generate
@@ -32,12 +28,11 @@ def make_corpus(directory: Path, docs: int, units: int) -> None:
         pq.write_table(table.slice(start, step), directory / f"part-{i:03d}.parquet")
 
 
-def run(recipe: Path, work: Path, *flags: str) -> tuple[float, float]:
-    """(seconds of the whole command, seconds inside the stage: without interpreter start and imports)."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "curate", "run", str(recipe), "--work-dir", str(work), "--json",
-                           *flags], check=True, capture_output=True, text=True)
-    return time.perf_counter() - started, json.loads(done.stdout.strip().splitlines()[-1])[0]["wall_seconds"]
+def run(recipe: Path, work: Path, *flags: str) -> tuple[float, float, int]:
+    """(seconds of the whole command, seconds inside the stage: without interpreter start and imports, peak RSS
+    in KB of its largest process)."""
+    done = run_measured(curate_command("run", str(recipe), "--work-dir", str(work), "--json", *flags))
+    return done.seconds, json_summary(done.stdout)[0]["wall_seconds"], done.peak_rss_kb
 
 
 def shards(work: Path) -> dict[str, str]:
@@ -64,7 +59,7 @@ def main() -> None:
         configs = {"local, --workers 1": ["--workers", "1"], "local, --workers 2": ["--workers", "2"]}
         if not args.no_ray:
             configs["ray (local instance, 2 CPUs)"] = ["--executor", "ray", "--workers", "2"]
-        best: dict[str, tuple[float, float]] = {}
+        best: dict[str, tuple[float, float, int]] = {}
         outputs = {}
         for attempt in range(args.repeat):
             for index, (name, flags) in enumerate(configs.items()):
@@ -75,12 +70,12 @@ def main() -> None:
         assert len({tuple(o.items()) for o in outputs.values()}) == 1, "executors disagree on the output"
 
     load = os.getloadavg()
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak = max(rss for _, _, rss in best.values()) / 1024
     print(f"{args.stage} on {args.docs:,} generated docs in {args.units} units; best of {args.repeat}; "
           f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs; peak RSS of a child {peak:.0f} MB")
     base = best["local, --workers 1"]
     print(f"  {'executor':<30} {'command s':>9} {'stage s':>8} {'docs/s (stage)':>15} {'speed-up (cmd, stage)':>22}")
-    for name, (total, stage) in best.items():
+    for name, (total, stage, _) in best.items():
         print(f"  {name:<30} {total:9.2f} {stage:8.2f} {args.docs / stage:15,.0f} "
               f"{base[0] / total:10.2f}× {base[1] / stage:10.2f}×")
     if "ray (local instance, 2 CPUs)" in best:

@@ -131,6 +131,28 @@ def test_major_languages_are_all_right(shared_data):
     assert wrong == []
 
 
+def test_batch_prediction_equals_fasttext_predict_on_each_text(shared_data):
+    table = pq.read_table(shared_data / "udhr" / "paragraphs.parquet", columns=["text"]).slice(0, 3000)
+    texts = [*table["text"].to_pylist(), "", "Zeile eins\nZeile zwei\n", "Ünïcödé ünd Ümläutë\r\n" * 3]
+    predictor = Predictor(None)
+    codes, scores = predictor.predict(pa.array(texts), k=2)
+    expected = [predictor.model.predict(text.replace("\n", " "), k=2) for text in texts]
+    assert codes.to_pylist() == [split_label(label)[0] for labels, _ in expected for label in labels]
+    assert np.array_equal(scores, np.array([probs for _, probs in expected], dtype=np.float32))
+
+
+def test_max_chars_reads_only_the_start_of_longer_documents():
+    german = "Alle Menschen sind frei und gleich an Würde und Rechten geboren. " * 4
+    english = "All human beings are born free and equal in dignity and rights. " * 40
+    texts = pa.array([german + english, german, english])
+    assert Predictor(None, max_chars=len(german)).predict(texts)[0].to_pylist() == ["de", "de", "en"]
+    assert Predictor(None, max_chars=0).predict(texts)[0].to_pylist() == ["en", "de", "en"]
+    # the cut counts characters, not bytes: ü is two bytes, and the first one-byte-per-ü cut would end early
+    umlauts = pa.array(["ü" * 10 + "x"])
+    cut = Predictor(None, max_chars=11)
+    assert cut.predict(umlauts)[1].tolist() == Predictor(None, max_chars=0).predict(umlauts)[1].tolist()
+
+
 def test_newlines_do_not_break_prediction_and_columns_are_typed():
     batch = pa.record_batch(
         {"text": ["Das ist ein kurzer deutscher Satz.\nUnd noch einer.", "Hello there,\r\nfriend."]}

@@ -170,10 +170,12 @@ class Predictor:
         """Top-k codes (``lang`` or ``lang_Script``) flattened to n·k entries, and scores of shape (n, k)."""
         # fastText reads one line per document: newlines become spaces, and each line ends in "\n". The
         # binding's own per-text Python check is skipped: this is the same C++ call, over the whole batch.
-        if self.max_chars:
+        # A text is only cut when some document is longer than max_chars (UTF-8 bytes ≥ characters), and the
+        # lines go to fastText as bytes: no decoding into Python strings and encoding back.
+        if self.max_chars and (pc.max(pc.binary_length(text)).as_py() or 0) > self.max_chars:
             text = pc.utf8_slice_codeunits(text, 0, self.max_chars)
         lines = pc.binary_join_element_wise(pc.replace_substring(text, "\n", " "), pa.scalar("\n"), "")
-        labels, probs = self.model.f.multilinePredict(lines.to_pylist(), k, 0.0, "strict")
+        labels, probs = self.model.f.multilinePredict(lines.cast(pa.binary()).to_pylist(), k, 0.0, "strict")
         if all(len(row) == k for row in labels):
             scores = np.asarray(probs, dtype=np.float32).reshape(len(labels), k)
             flat = list(itertools.chain.from_iterable(labels))
