@@ -147,7 +147,9 @@ def _run_parallel(job: Job, units: Sequence[WorkUnit], progress: Progress) -> li
     records = []
     pending: set[Future] = set()
     try:
-        pending = {pool.submit(_worker_unit, job, unit) for unit in units}
+        # the largest units first: the last one to finish is then a small one (the output does not depend on it)
+        ordered = sorted(units, key=lambda unit: -(unit.rows or 0))
+        pending = {pool.submit(_worker_unit, job, unit) for unit in ordered}
         while pending:
             done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             _drain(progress_queue, progress)
