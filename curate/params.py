@@ -19,7 +19,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import typer
 import yaml
 
 from curate.io.errors import UsageError
@@ -120,6 +119,8 @@ def _default_of(field: dataclasses.Field) -> Any:
 
 def cli_parameters(cls: type, exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
     """Keyword-only parameters (typer options) for every field of ``cls``; lists are comma-separated."""
+    import typer  # the command line only: worker processes import this module without it
+
     params = []
     for field in dataclasses.fields(cls):
         if field.name in exclude:
