@@ -104,14 +104,14 @@ def test_megatron_and_npy_hold_the_parquet_sequences(english, tokenizer_path, tm
     for size, table in read_buckets(tmp_path / "pq").items():
         rows = table.column("input_ids").to_pylist()
         name = f"bucket_{size:05d}"
-        sequences, documents = read_megatron(tmp_path / "mg" / name / "data")
+        sequences, documents = read_megatron(tmp_path / "mg" / name / "part-00000")
         assert [s.tolist() for s in sequences] == rows
         assert documents.tolist() == list(range(len(rows) + 1))
-        matrix = np.load(tmp_path / "np" / name / "input_ids.npy")
+        matrix = np.load(tmp_path / "np" / name / "part-00000.input_ids.npy")
         assert matrix.dtype == np.uint16 and matrix.shape == (len(rows), size + 1)
         assert matrix.tolist() == rows
     manifest = json.loads((tmp_path / "mg" / "_manifest.json").read_text())
-    assert {s["name"] for s in manifest["shards"]} >= {"bucket_00256/data.bin", "bucket_00256/data.idx"}
+    assert {s["name"] for s in manifest["shards"]} >= {"bucket_00256/part-00000.bin", "bucket_00256/part-00000.idx"}
 
 
 def test_concat_and_bestfit_accounting_and_layout(english, tokenizer_path, tmp_path):
@@ -132,7 +132,7 @@ def test_concat_and_bestfit_accounting_and_layout(english, tokenizer_path, tmp_p
     assert best["tokens"]["dropped_total"] == 0 and best["tokens"]["padding"] > 0
     assert best["documents"]["split"] == sum(len(d) > width for d in docs)
     assert best["documents"]["split"] < concat["documents"]["split"]
-    segments, documents = read_megatron(tmp_path / "bf" / "data")
+    segments, documents = read_megatron(tmp_path / "bf" / "part-00000")
     assert len(documents) - 1 == best["sequences"] and sum(map(len, segments)) == tokens_in
     chunks = sorted(tuple(d[i : i + width]) for d in docs for i in range(0, len(d), width))
     assert sorted(tuple(s.tolist()) for s in segments) == chunks

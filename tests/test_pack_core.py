@@ -12,6 +12,7 @@ import pytest
 from tokenizers import Tokenizer, models
 
 from curate.io.errors import UsageError
+from curate.io.output import OutputDir, file_checksum
 from curate.stages.pack.bestfit import best_fit_decreasing, pack_window
 from curate.stages.pack.concat import ConcatChunker
 from curate.stages.pack.curriculum import buckets_metadata, grow_p2_schedule
@@ -187,23 +188,25 @@ def read_megatron(prefix: Path) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def test_megatron_and_npy_writers_round_trip(tmp_path: Path):
+    out = OutputDir(tmp_path)
     rng = np.random.default_rng(0)
     matrix = rng.integers(0, 60_000, (10, 9)).astype(np.uint32)
-    writer = MegatronSequences(tmp_path, tmp_path, np.dtype(np.uint16))
+    writer = MegatronSequences(out, "bucket_00008/part-00003", np.dtype(np.uint16))
     writer.write(matrix[:4], np.full(4, 9), np.ones(4, np.int64))
     writer.write(matrix[4:].ravel(), np.full(6, 9), np.array([2, 4]))
     names = [s.name for s in writer.commit()]
-    assert names == ["data.bin", "data.idx"]
-    sequences, docs = read_megatron(tmp_path / "data")
+    assert names == ["bucket_00008/part-00003.bin", "bucket_00008/part-00003.idx"]
+    sequences, docs = read_megatron(tmp_path / "bucket_00008" / "part-00003")
     assert [s.tolist() for s in sequences] == matrix.tolist()
     assert docs.tolist() == [0, 1, 2, 3, 4, 6, 10]
-    npy = NpyMatrix(tmp_path, "input_ids.npy", tmp_path, np.dtype(np.uint16), 9)
+    npy = NpyMatrix(out, "part-00003.input_ids.npy", np.dtype(np.uint16), 9)
     npy.write(matrix[:3])
     npy.write(matrix[3:])
-    npy.commit()
-    loaded = np.load(tmp_path / "input_ids.npy")
+    (shard,) = npy.commit()
+    loaded = np.load(tmp_path / "part-00003.input_ids.npy")
     assert loaded.shape == (10, 9) and loaded.dtype == np.uint16 and np.array_equal(loaded, matrix)
-    assert not (tmp_path / ".tmp" / "input_ids.npy").exists()
+    assert shard.rows == 10 and shard.checksum == file_checksum(tmp_path / "part-00003.input_ids.npy")
+    assert not list((tmp_path / ".tmp").iterdir())
 
 
 def test_buckets_metadata_and_grow_p2_schedule():
