@@ -2,7 +2,8 @@
 
 Every command is a child process on the same input (alternating, best of --repeats), so the timings include
 what a user pays: reading Parquet, tokenizing, and for curate packing and writing. The raw loops run
-`encode_batch` / `encode_batch_fast` in one thread (TOKENIZERS_PARALLELISM=false), as one curate worker does.
+`encode_batch` / `encode_batch_fast` in one thread (TOKENIZERS_PARALLELISM=false), as one curate worker does;
+one more curate run gives its single worker the tokenizer's thread pool (TOKENIZERS_PARALLELISM=true).
 Peak RSS is the largest sum over a command's processes (the run and its workers), sampled from /proc; CPU
 seconds come from the children's rusage, so CPU / wall is the number of cores a command kept busy. Then
 `curate pack --compare` reports fill rate and truncations of best-fit against concat.
@@ -107,6 +108,9 @@ def main() -> None:
                                                 ONE_THREAD),
             "curate pack --workers 1": ([*pack_cmd, "-o", str(Path(tmp) / "w1"), "--workers", "1"], None),
             "curate pack --workers 2": ([*pack_cmd, "-o", str(Path(tmp) / "w2"), "--workers", "2"], None),
+            # the tokenizer's own thread pool (one thread per core) in the one worker, instead of one thread
+            "curate pack --workers 1, rayon": ([*pack_cmd, "-o", str(Path(tmp) / "w1r"), "--workers", "1"],
+                                               {"TOKENIZERS_PARALLELISM": "true"}),
         }
         best: dict[str, tuple[float, float, float, float]] = {}
         tokens_seen, units = set(), 0
@@ -136,6 +140,9 @@ def main() -> None:
                   f"{best[raw][1] / one[1]:.3f}× after imports  (target ≥ 1.1 against encode_batch)")
         print(f"curate pack --workers 2 / --workers 1: {one[0] / two[0]:.3f}× end to end, "
               f"{one[1] / two[1]:.3f}× after imports  (target ≥ 1.8)")
+        rayon = best["curate pack --workers 1, rayon"]
+        print(f"curate pack --workers 2 / --workers 1 with the tokenizer's thread pool: {rayon[0] / two[0]:.3f}× "
+              f"end to end, {rayon[1] / two[1]:.3f}× after imports")
 
         if args.no_compare:
             return
