@@ -1,9 +1,12 @@
-"""Packing algorithms on plain arrays: Dataset Decomposition, concat-and-chunk, Best-Fit-Decreasing, writers."""
+"""Packing algorithms on plain arrays: Dataset Decomposition, concat-and-chunk, Best-Fit-Decreasing, writers;
+the tokenizer threads of a pack worker."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
+import pickle
 import struct
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from curate.stages.pack.bestfit import best_fit_decreasing, pack_window
 from curate.stages.pack.concat import ConcatChunker
 from curate.stages.pack.curriculum import buckets_metadata, grow_p2_schedule
 from curate.stages.pack.decompose import decompose
+from curate.stages.pack.stage import PackParams, PackStage
 from curate.stages.pack.tokenize import TokenBatch, resolve_eos
 from curate.stages.pack.writers import MegatronSequences, NpyMatrix
 
@@ -233,3 +237,19 @@ def test_eos_from_vocabulary_flag_or_clear_error():
         resolve_eos(tokenizer, "</s>")
     tokenizer.add_special_tokens(["</s>"])
     assert resolve_eos(tokenizer, None) == 3
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "false"), ("true", "true")])
+def test_a_worker_tokenizes_with_one_thread_unless_the_user_says_otherwise(given, expected, monkeypatch, tmp_path):
+    """tokenizers spreads encode_batch over every core unless TOKENIZERS_PARALLELISM is false: each pack worker
+    process sets it (so --workers N uses N cores) but keeps a value the user chose."""
+    tokenizer = tmp_path / "tok.json"
+    Tokenizer(models.WordLevel({"a": 0, "</s>": 1, "[UNK]": 2}, unk_token="[UNK]")).save(str(tokenizer))
+    if given is None:
+        monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    else:
+        monkeypatch.setenv("TOKENIZERS_PARALLELISM", given)
+    stage = PackStage(PackParams(tokenizer=str(tokenizer)))
+    stage.setup()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == expected and stage.eos_id == 1
+    assert pickle.loads(pickle.dumps(stage)).tokenizer is None  # each worker loads its own
