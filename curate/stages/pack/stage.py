@@ -295,17 +295,16 @@ def _pack_pass(params: PackParams, io: IOOptions) -> dict:
     stage = PackStage(params)
     stage.load()
     summary = run_map_stage(stage, io)
+    if not params.compare:
+        summary.update(strategy=params.strategy, format=params.output_format)
+    summary["tokens_per_s"] = None  # known once the output is complete
     if not summary["complete"]:
         return summary
     summary["already_done"] = summary["units_processed"] == 0
-    if params.compare:
-        if not io.quiet:
-            print(compare_table(summary["compare"]), file=sys.stderr)
-        tokens_in = summary["compare"][params.strategy]["tokens"]["in"]
-    else:
-        summary.update(strategy=params.strategy, format=params.output_format)
-        tokens_in = summary["tokens"]["in"]
-    # throughput of a run that made the whole output (a resumed run or the last array task did part of it)
-    whole = summary["units_processed"] == summary["units"] and summary["wall_seconds"]
-    summary["tokens_per_s"] = round(tokens_in / summary["wall_seconds"], 1) if whole else None
+    if params.compare and not io.quiet:
+        print(compare_table(summary["compare"]), file=sys.stderr)
+    tokens_in = (summary["compare"][params.strategy] if params.compare else summary)["tokens"]["in"]
+    # the throughput of a run that made the whole output (a resumed run or the last array task made only part)
+    if summary["units_processed"] == summary["units"] and summary["wall_seconds"]:
+        summary["tokens_per_s"] = round(tokens_in / summary["wall_seconds"], 1)
     return summary
