@@ -3,6 +3,8 @@ the tokenizer threads of a pack worker."""
 
 from __future__ import annotations
 
+import errno
+import io
 import itertools
 import math
 import os
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models
 
-from curate.io.errors import UsageError
+from curate.io.errors import OutputError, UsageError
 from curate.io.output import OutputDir, file_checksum
 from curate.stages.pack.bestfit import best_fit_decreasing, pack_window
 from curate.stages.pack.concat import ConcatChunker
@@ -253,3 +255,18 @@ def test_a_worker_tokenizes_with_one_thread_unless_the_user_says_otherwise(given
     stage.setup()
     assert os.environ["TOKENIZERS_PARALLELISM"] == expected and stage.eos_id == 1
     assert pickle.loads(pickle.dumps(stage)).tokenizer is None  # each worker loads its own
+
+
+def test_a_full_disk_while_writing_token_files_exits_4_naming_the_file(tmp_path: Path):
+    class FullDisk(io.BytesIO):
+        def write(self, data) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    npy = NpyMatrix(OutputDir(tmp_path), "bucket_00256/part-00001.input_ids.npy", np.dtype(np.uint16), 4)
+    npy.file.handle.close()
+    npy.file.handle = FullDisk()
+    with pytest.raises(OutputError, match=r"bucket_00256/part-00001.input_ids.npy: cannot write: .*rerun") as error:
+        npy.write(np.zeros((3, 4), np.uint16))
+    assert error.value.exit_code == 4
+    npy.abort()
+    assert not list((tmp_path / ".tmp").iterdir())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from curate.io.errors import OutputError
+from curate.io.errors import OutputError, output_os_error
 from curate.io.output import TMP_DIR, OutputDir, ShardInfo, ShardWriter, temp_name
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
@@ -43,9 +43,24 @@ class AtomicBinaryFile:
         except OSError as exc:
             raise OutputError(f"{self.tmp}: cannot write ({exc.strerror})") from None
 
+    def write(self, data: bytes, at: int | None = None) -> None:
+        """Append ``data`` (or write it at offset ``at``); a full disk or quota exits 4 naming the file."""
+        try:
+            if at is not None:
+                self.handle.seek(at)
+            self.handle.write(data)
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
+
     def commit(self, rows: int) -> ShardInfo:
-        self.handle.close()
+        try:
+            self.handle.close()  # writes the last buffered bytes
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
         return self.out.publish(self.tmp, rows, self.name)
+
+    def _cannot_write(self, exc: OSError) -> OutputError:
+        return output_os_error(exc, self.name) or OutputError(f"{self.name}: cannot write ({exc})")
 
     def abort(self) -> None:
         self.handle.close()
@@ -99,7 +114,7 @@ class MegatronSequences:
         self.docs: list[np.ndarray] = []
 
     def write(self, tokens: np.ndarray, sequence_lengths: np.ndarray, sequences_per_document: np.ndarray) -> None:
-        self.bin.handle.write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
+        self.bin.write(np.ascontiguousarray(tokens, dtype=self.dtype).tobytes())
         self.lengths.append(np.asarray(sequence_lengths, np.int32))
         self.docs.append(np.asarray(sequences_per_document, np.int64))
 
@@ -111,13 +126,13 @@ class MegatronSequences:
         document_index = np.zeros(len(per_doc) + 1, np.int64)
         np.cumsum(per_doc, out=document_index[1:])
         idx = AtomicBinaryFile(self.out, self.prefix + ".idx")
-        idx.handle.write(MEGATRON_MAGIC)
-        idx.handle.write(struct.pack("<Q", MEGATRON_VERSION))
-        idx.handle.write(struct.pack("<B", MEGATRON_DTYPE_CODES[self.dtype]))
-        idx.handle.write(struct.pack("<Q", len(lengths)))
-        idx.handle.write(struct.pack("<Q", len(document_index)))
+        idx.write(MEGATRON_MAGIC)
+        idx.write(struct.pack("<Q", MEGATRON_VERSION))
+        idx.write(struct.pack("<B", MEGATRON_DTYPE_CODES[self.dtype]))
+        idx.write(struct.pack("<Q", len(lengths)))
+        idx.write(struct.pack("<Q", len(document_index)))
         for array in (lengths, pointers, document_index):
-            idx.handle.write(array.tobytes())
+            idx.write(array.tobytes())
         return [self.bin.commit(len(lengths)), idx.commit(len(lengths))]
 
     def abort(self) -> None:
@@ -130,7 +145,7 @@ class NpyMatrix:
     def __init__(self, out: OutputDir, name: str, dtype: np.dtype, width: int):
         self.dtype, self.width, self.rows = np.dtype(dtype), width, 0
         self.file = AtomicBinaryFile(out, name)
-        self.file.handle.write(self._header(0))
+        self.file.write(self._header(0))
 
     def _header(self, rows: int) -> bytes:
         described = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
@@ -143,12 +158,11 @@ class NpyMatrix:
         return prefix + body
 
     def write(self, matrix: np.ndarray) -> None:
-        self.file.handle.write(np.ascontiguousarray(matrix, dtype=self.dtype).tobytes())
+        self.file.write(np.ascontiguousarray(matrix, dtype=self.dtype).tobytes())
         self.rows += len(matrix)
 
     def commit(self) -> list[ShardInfo]:
-        self.file.handle.seek(0)
-        self.file.handle.write(self._header(self.rows))
+        self.file.write(self._header(self.rows), at=0)
         return [self.file.commit(self.rows)]
 
     def abort(self) -> None:
