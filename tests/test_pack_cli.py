@@ -322,22 +322,22 @@ def test_ray_executor_gives_the_local_output(units_input, tokenizer_path, tmp_pa
     assert output_of(tmp_path / "ray") == single_runs["bestfit"]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "strategy"), [(1, "decompose"), (2, "concat")])
 def test_sigkill_then_rerun_gives_the_uninterrupted_output(units_input, tokenizer_path, tmp_path, single_runs,
-                                                           workers):
+                                                           workers, strategy):
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "curate", *pack_args(units_input, out, tokenizer_path, "decompose"), "-q",
+    command = [sys.executable, "-m", "curate", *pack_args(units_input, out, tokenizer_path, strategy), "-q",
                "--workers", str(workers)]
     after = random.Random(workers).randint(1, 4)  # of 7 units: killed while others are still being packed
     status, orphans = kill_after_units(command, out, after)
     assert status == -signal.SIGKILL and not orphans
     assert not (out / "_manifest.json").exists()
-    expected = single_runs["decompose"]["files"]
+    expected = single_runs[strategy]
     for name, path in visible_shards(out).items():  # whatever is visible is complete and final
-        assert file_checksum(path) == expected[name], name
+        assert file_checksum(path) == expected["files"][name], name
     summary = run(*command[3:])  # the same command again (in this process: the kill needed a real one)
     assert summary["units_already_done"] >= after and summary["units_processed"] <= 7 - after
-    assert output_of(out) == single_runs["decompose"]
+    assert output_of(out) == expected
 
 
 def test_stdout_output_is_refused(english, tokenizer_path):
