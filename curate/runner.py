@@ -110,22 +110,12 @@ def run_units(stage: UnitStage, io: IOOptions, units: Sequence[WorkUnit], inputs
                 )
         summary.update(stats)
         summary["errors_skipped"] = sum(len(r.errors) for r in records)
-        for warning in _warnings(stage, summary):
+        for warning in stage.warnings(summary):
             print(f"curate {stage.name}: warning: {warning}", file=sys.stderr)
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     if summary.get("docs_in") and summary["wall_seconds"]:
         summary["docs_per_s"] = round(summary["docs_in"] / summary["wall_seconds"], 1)
     return summary
-
-
-def _warnings(stage: UnitStage, summary: dict) -> list[str]:
-    """The stage's own warnings about its finished output, and that a filter kept no document at all."""
-    warnings = stage.warnings(summary)
-    if summary.get("docs_in") and summary.get("docs_out") == 0:
-        removed = ", ".join(f"{reason} {count:,}" for reason, count in sorted(summary.get("removed", {}).items()))
-        hint = f"; check {stage.empty_hint}" if stage.empty_hint else ""
-        warnings.append(f"no document kept of {summary['docs_in']:,} (removed: {removed or 'none'}){hint}")
-    return warnings
 
 
 def run_passes(stage_name: str, passes: list[Pass], io: IOOptions, only: str | None = None,

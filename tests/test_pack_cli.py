@@ -1,9 +1,13 @@
 """`curate pack` end to end on real English and web text with the GPT-2 tokenizer: exact token accounting,
-decompose equal to an independent implementation of the reference, every output format read back."""
+decompose equal to an independent implementation of the reference, every output format read back; the output
+of one run equals that of a run SIGKILLed and resumed, of array tasks in any order, of --workers 2 and of Ray."""
 
 from __future__ import annotations
 
 import json
+import random
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +16,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from test_pack_core import read_megatron, reference_get_binary
+from test_pipeline import kill_after_units, ray_session, visible_shards  # noqa: F401  (ray_session: a fixture)
 from tokenizers import Tokenizer
 from typer.testing import CliRunner
 
 from curate.cli.main import app
+from curate.io.output import file_checksum
+
+try:
+    import test_remote as remote
+    from test_remote import s3_endpoint
+except pytest.skip.Exception:  # moto or s3fs not installed
+
+    @pytest.fixture
+    def s3_endpoint():
+        pytest.skip("needs moto[server] and s3fs (the dev extra installs them)")
 
 GPT2_EOS = 50256
 
@@ -65,18 +80,22 @@ def assert_accounting(summary: dict, tokens_in: int) -> None:
     assert tokens["dropped_total"] == sum(tokens["dropped"].values())
 
 
-@pytest.mark.parametrize("seed_args", [["--no-randomize"], ["--seed", "11"]])
-def test_decompose_equals_reference_token_for_token(english, tokenizer_path, tmp_path, seed_args):
+@pytest.mark.parametrize(("seed_args", "unit_rows"), [(["--no-randomize"], 100_000), (["--seed", "11"], 100_000),
+                                                      (["--seed", "11"], 700)])
+def test_decompose_equals_reference_token_for_token(english, tokenizer_path, tmp_path, seed_args, unit_rows):
+    """Document n draws its piece sizes from (seed, n); n = unit × 2^32 + row within the unit (units of
+    --max-rows-per-shard rows), so one unit numbers documents by row."""
     out = tmp_path / "dd"
     summary = run("pack", english, "-o", out, "--tokenizer", tokenizer_path, "--keep-columns", "source",
-                  "--batch-size", "333", *seed_args)
+                  "--batch-size", "333", "--max-rows-per-shard", unit_rows, *seed_args)
     docs = reference_tokens(english, tokenizer_path)
     assert_accounting(summary, sum(map(len, docs)))
     ids = pq.read_table(english, columns=["id"]).column("id").to_pylist()
     expected: dict[int, list[list[int]]] = {}
     expected_ids: dict[int, list[str]] = {}
     for ordinal, doc in enumerate(docs):
-        rng = None if seed_args == ["--no-randomize"] else np.random.default_rng([11, ordinal])
+        number = (ordinal // unit_rows << 32) + ordinal % unit_rows
+        rng = None if seed_args == ["--no-randomize"] else np.random.default_rng([11, number])
         for k, piece in reference_get_binary(doc, 8, 13, rng):
             expected.setdefault(1 << k, []).append(piece)
             expected_ids.setdefault(1 << k, []).append(ids[ordinal])
@@ -104,14 +123,14 @@ def test_megatron_and_npy_hold_the_parquet_sequences(english, tokenizer_path, tm
     for size, table in read_buckets(tmp_path / "pq").items():
         rows = table.column("input_ids").to_pylist()
         name = f"bucket_{size:05d}"
-        sequences, documents = read_megatron(tmp_path / "mg" / name / "data")
+        sequences, documents = read_megatron(tmp_path / "mg" / name / "part-00000")
         assert [s.tolist() for s in sequences] == rows
         assert documents.tolist() == list(range(len(rows) + 1))
-        matrix = np.load(tmp_path / "np" / name / "input_ids.npy")
+        matrix = np.load(tmp_path / "np" / name / "part-00000.input_ids.npy")
         assert matrix.dtype == np.uint16 and matrix.shape == (len(rows), size + 1)
         assert matrix.tolist() == rows
     manifest = json.loads((tmp_path / "mg" / "_manifest.json").read_text())
-    assert {s["name"] for s in manifest["shards"]} >= {"bucket_00256/data.bin", "bucket_00256/data.idx"}
+    assert {s["name"] for s in manifest["shards"]} >= {"bucket_00256/part-00000.bin", "bucket_00256/part-00000.idx"}
 
 
 def test_concat_and_bestfit_accounting_and_layout(english, tokenizer_path, tmp_path):
@@ -132,7 +151,7 @@ def test_concat_and_bestfit_accounting_and_layout(english, tokenizer_path, tmp_p
     assert best["tokens"]["dropped_total"] == 0 and best["tokens"]["padding"] > 0
     assert best["documents"]["split"] == sum(len(d) > width for d in docs)
     assert best["documents"]["split"] < concat["documents"]["split"]
-    segments, documents = read_megatron(tmp_path / "bf" / "data")
+    segments, documents = read_megatron(tmp_path / "bf" / "part-00000")
     assert len(documents) - 1 == best["sequences"] and sum(map(len, segments)) == tokens_in
     chunks = sorted(tuple(d[i : i + width]) for d in docs for i in range(0, len(d), width))
     assert sorted(tuple(s.tolist()) for s in segments) == chunks
@@ -209,3 +228,128 @@ def test_rerun_of_a_finished_pack_is_skipped_and_other_parameters_refused(englis
     assert {p: p.stat().st_mtime_ns for p in out.rglob("part-*.parquet")} == shards
     refused = CliRunner().invoke(app, ["pack", str(english), "-o", str(out), "--tokenizer", str(tokenizer_path)])
     assert refused.exit_code == 4 and "--overwrite" in refused.output
+
+
+# -- resumable array pass: kill -9, array tasks, workers, Ray ------------------------------------------------
+UNIT_ROWS = 150
+
+
+@pytest.fixture(scope="module")
+def units_input(shared_data: Path, tmp_path_factory) -> Path:
+    """1,002 documents in 7 units of 150 rows: forum lines, reviews, and two Wikipedia articles > 16k tokens
+    (capped pieces: random draws) in different units."""
+    table = pq.read_table(shared_data / "english" / "misc.parquet", columns=["id", "text", "source"])
+    source = table.column("source")
+    length = pc.utf8_length(table.column("text"))
+    wiki = table.filter(pc.and_(pc.equal(source, "gensim-enwiki-wikitext"), pc.greater(length, 90_000)))
+    parts = [
+        table.filter(pc.equal(source, "nltk-webtext")).slice(0, 400), wiki.slice(0, 1),
+        table.filter(pc.equal(source, "nltk-movie_reviews")).slice(0, 200),
+        table.filter(pc.equal(source, "nltk-webtext")).slice(400, 400), wiki.slice(1, 1),
+    ]
+    path = tmp_path_factory.mktemp("units") / "units.parquet"
+    pq.write_table(pa.concat_tables(parts), path, row_group_size=250)
+    return path
+
+
+FORMATS = {  # strategy → format: every writer is covered
+    "decompose": ["--strategy", "decompose", "--seed", "5", "--min-log2", "6", "--max-log2", "12",
+                  "--keep-columns", "source"],
+    "bestfit": ["--strategy", "bestfit", "--seq-len", "512", "--window", "100", "--format", "megatron"],
+    "concat": ["--strategy", "concat", "--seq-len", "256", "--format", "npy"],
+}
+
+
+def pack_args(units_input: Path, out: Path | str, tokenizer_path: Path, strategy: str) -> list[str]:
+    return ["pack", str(units_input), "-o", str(out), "--tokenizer", str(tokenizer_path),
+            "--max-rows-per-shard", str(UNIT_ROWS), "--batch-size", "64", *FORMATS[strategy]]
+
+
+def output_of(out: Path) -> dict:
+    """What a reader of a pack output sees: every token file and ``_buckets.json`` byte for byte, the manifest's
+    shard list with checksums, and the token accounting."""
+    files = {name: file_checksum(path) for name, path in visible_shards(out).items()}
+    if (out / "_buckets.json").exists():
+        files["_buckets.json"] = file_checksum(out / "_buckets.json")
+    stats = json.loads((out / "_stats.json").read_text())
+    return {"files": files, "shards": json.loads((out / "_manifest.json").read_text())["shards"],
+            "stats": {k: stats.get(k) for k in ("tokens", "documents", "buckets", "sequences", "docs_in", "docs_out",
+                                                "fill_rate", "kept_share")}}
+
+
+@pytest.fixture(scope="module")
+def single_runs(units_input, tokenizer_path, tmp_path_factory) -> dict[str, dict]:
+    """Each strategy packed by one uninterrupted run with one worker."""
+    outputs = {}
+    for strategy in FORMATS:
+        out = tmp_path_factory.mktemp("single") / strategy
+        summary = run(*pack_args(units_input, out, tokenizer_path, strategy))
+        assert summary["units"] == 7 and summary["complete"] and summary["docs_in"] == 1002
+        outputs[strategy] = output_of(out)
+    assert len(outputs["decompose"]["files"]) > 20  # 7 units × several buckets, plus _buckets.json
+    assert {name.split("/")[-1] for name in outputs["bestfit"]["files"]} == {
+        f"part-{u:05d}.{ext}" for u in range(7) for ext in ("bin", "idx")}
+    assert set(outputs["concat"]["files"]) == {f"part-{u:05d}.input_ids.npy" for u in range(7)}
+    return outputs
+
+
+@pytest.mark.parametrize("strategy", list(FORMATS))
+def test_array_tasks_in_shuffled_order_give_the_single_run_output(units_input, tokenizer_path, tmp_path,
+                                                                  single_runs, strategy):
+    out = tmp_path / "array"
+    order = list(range(4))
+    random.Random(strategy).shuffle(order)
+    for position, task in enumerate(order):
+        summary = run(*pack_args(units_input, out, tokenizer_path, strategy), "--shard-index", task,
+                      "--num-shards", "4")
+        assert summary["units_processed"] == len(range(task, 7, 4))
+        assert summary["complete"] == (position == 3)
+        assert (out / "_manifest.json").exists() == (position == 3)
+    assert output_of(out) == single_runs[strategy]
+
+
+def test_two_workers_give_the_one_worker_output(units_input, tokenizer_path, tmp_path, single_runs):
+    summary = run(*pack_args(units_input, tmp_path / "w2", tokenizer_path, "decompose"), "--workers", "2")
+    assert summary["units_processed"] == 7 and summary["strategy"] == "decompose" and summary["tokens_per_s"] > 0
+    assert output_of(tmp_path / "w2") == single_runs["decompose"]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_ray_executor_gives_the_local_output(units_input, tokenizer_path, tmp_path, single_runs):
+    summary = run(*pack_args(units_input, tmp_path / "ray", tokenizer_path, "bestfit"), "--executor", "ray",
+                  "--workers", "2")
+    assert summary["units_processed"] == 7 and summary["complete"]
+    assert output_of(tmp_path / "ray") == single_runs["bestfit"]
+
+
+@pytest.mark.parametrize(("workers", "strategy"), [(1, "decompose"), (2, "concat")])
+def test_sigkill_then_rerun_gives_the_uninterrupted_output(units_input, tokenizer_path, tmp_path, single_runs,
+                                                           workers, strategy):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "curate", *pack_args(units_input, out, tokenizer_path, strategy), "-q",
+               "--workers", str(workers)]
+    after = random.Random(workers).randint(1, 4)  # of 7 units: killed while others are still being packed
+    status, orphans = kill_after_units(command, out, after)
+    assert status == -signal.SIGKILL and not orphans
+    assert not (out / "_manifest.json").exists()
+    expected = single_runs[strategy]
+    for name, path in visible_shards(out).items():  # whatever is visible is complete and final
+        assert file_checksum(path) == expected["files"][name], name
+    summary = run(*command[3:])  # the same command again (in this process: the kill needed a real one)
+    assert summary["units_already_done"] >= after and summary["units_processed"] <= 7 - after
+    assert output_of(out) == expected
+
+
+def test_stdout_output_is_refused(english, tokenizer_path):
+    result = CliRunner().invoke(app, ["pack", str(english), "-o", "-", "--tokenizer", str(tokenizer_path)])
+    assert result.exit_code == 2 and "-o -" in result.stderr
+
+
+
+def test_s3_output_holds_the_local_files(units_input, tokenizer_path, tmp_path, single_runs, s3_endpoint):
+    """Shards, Megatron files and _buckets.json are published to the store, as a local run writes them."""
+    for strategy in ("decompose", "bestfit"):
+        url = f"s3://{remote.BUCKET}/pack-{strategy}"
+        run(*pack_args(units_input, url, tokenizer_path, strategy), "--storage-options",
+            remote._options(s3_endpoint))
+        assert output_of(remote._download(s3_endpoint, url, tmp_path / strategy)) == single_runs[strategy]

@@ -1,9 +1,14 @@
-"""Packing algorithms on plain arrays: Dataset Decomposition, concat-and-chunk, Best-Fit-Decreasing, writers."""
+"""Packing algorithms on plain arrays: Dataset Decomposition, concat-and-chunk, Best-Fit-Decreasing, writers;
+the tokenizer threads of a pack worker."""
 
 from __future__ import annotations
 
+import errno
+import io
 import itertools
 import math
+import os
+import pickle
 import struct
 from pathlib import Path
 
@@ -11,11 +16,13 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models
 
-from curate.io.errors import UsageError
+from curate.io.errors import OutputError, UsageError
+from curate.io.output import OutputDir, file_checksum
 from curate.stages.pack.bestfit import best_fit_decreasing, pack_window
 from curate.stages.pack.concat import ConcatChunker
 from curate.stages.pack.curriculum import buckets_metadata, grow_p2_schedule
 from curate.stages.pack.decompose import decompose
+from curate.stages.pack.stage import PackParams, PackStage
 from curate.stages.pack.tokenize import TokenBatch, resolve_eos
 from curate.stages.pack.writers import MegatronSequences, NpyMatrix
 
@@ -187,23 +194,25 @@ def read_megatron(prefix: Path) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def test_megatron_and_npy_writers_round_trip(tmp_path: Path):
+    out = OutputDir(tmp_path)
     rng = np.random.default_rng(0)
     matrix = rng.integers(0, 60_000, (10, 9)).astype(np.uint32)
-    writer = MegatronSequences(tmp_path, tmp_path, np.dtype(np.uint16))
+    writer = MegatronSequences(out, "bucket_00008/part-00003", np.dtype(np.uint16))
     writer.write(matrix[:4], np.full(4, 9), np.ones(4, np.int64))
     writer.write(matrix[4:].ravel(), np.full(6, 9), np.array([2, 4]))
     names = [s.name for s in writer.commit()]
-    assert names == ["data.bin", "data.idx"]
-    sequences, docs = read_megatron(tmp_path / "data")
+    assert names == ["bucket_00008/part-00003.bin", "bucket_00008/part-00003.idx"]
+    sequences, docs = read_megatron(tmp_path / "bucket_00008" / "part-00003")
     assert [s.tolist() for s in sequences] == matrix.tolist()
     assert docs.tolist() == [0, 1, 2, 3, 4, 6, 10]
-    npy = NpyMatrix(tmp_path, "input_ids.npy", tmp_path, np.dtype(np.uint16), 9)
+    npy = NpyMatrix(out, "part-00003.input_ids.npy", np.dtype(np.uint16), 9)
     npy.write(matrix[:3])
     npy.write(matrix[3:])
-    npy.commit()
-    loaded = np.load(tmp_path / "input_ids.npy")
+    (shard,) = npy.commit()
+    loaded = np.load(tmp_path / "part-00003.input_ids.npy")
     assert loaded.shape == (10, 9) and loaded.dtype == np.uint16 and np.array_equal(loaded, matrix)
-    assert not (tmp_path / ".tmp" / "input_ids.npy").exists()
+    assert shard.rows == 10 and shard.checksum == file_checksum(tmp_path / "part-00003.input_ids.npy")
+    assert not list((tmp_path / ".tmp").iterdir())
 
 
 def test_buckets_metadata_and_grow_p2_schedule():
@@ -230,3 +239,34 @@ def test_eos_from_vocabulary_flag_or_clear_error():
         resolve_eos(tokenizer, "</s>")
     tokenizer.add_special_tokens(["</s>"])
     assert resolve_eos(tokenizer, None) == 3
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "false"), ("true", "true")])
+def test_a_worker_tokenizes_with_one_thread_unless_the_user_says_otherwise(given, expected, monkeypatch, tmp_path):
+    """tokenizers spreads encode_batch over every core unless TOKENIZERS_PARALLELISM is false: each pack worker
+    process sets it (so --workers N uses N cores) but keeps a value the user chose."""
+    tokenizer = tmp_path / "tok.json"
+    Tokenizer(models.WordLevel({"a": 0, "</s>": 1, "[UNK]": 2}, unk_token="[UNK]")).save(str(tokenizer))
+    if given is None:
+        monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    else:
+        monkeypatch.setenv("TOKENIZERS_PARALLELISM", given)
+    stage = PackStage(PackParams(tokenizer=str(tokenizer)))
+    stage.setup()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == expected and stage.eos_id == 1
+    assert pickle.loads(pickle.dumps(stage)).tokenizer is None  # each worker loads its own
+
+
+def test_a_full_disk_while_writing_token_files_exits_4_naming_the_file(tmp_path: Path):
+    class FullDisk(io.BytesIO):
+        def write(self, data) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    npy = NpyMatrix(OutputDir(tmp_path), "bucket_00256/part-00001.input_ids.npy", np.dtype(np.uint16), 4)
+    npy.file.handle.close()
+    npy.file.handle = FullDisk()
+    with pytest.raises(OutputError, match=r"bucket_00256/part-00001.input_ids.npy: cannot write: .*rerun") as error:
+        npy.write(np.zeros((3, 4), np.uint16))
+    assert error.value.exit_code == 4
+    npy.abort()
+    assert not list((tmp_path / ".tmp").iterdir())

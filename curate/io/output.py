@@ -553,15 +553,6 @@ class OutputDir:
         size = self.files.publish(local, name)
         return ShardInfo(name, rows, size, checksum)
 
-    def publish_staged(self) -> None:
-        """Upload what a whole-output stage (pack) wrote into the local staging folder, its ``_*`` files last
-        (the manifest follows in ``finalize``). Local directories hold their files already: nothing to do."""
-        if not self.remote:
-            return
-        staged = [p for p in self.path.rglob("*") if p.is_file() and TMP_DIR not in p.relative_to(self.path).parts]
-        for local in sorted(staged, key=lambda p: (p.name.startswith("_"), str(p))):
-            self.files.publish(local, local.relative_to(self.path).as_posix())
-
     # -- finishing -------------------------------------------------------------------------------------
     def finalize(self, plan: dict, records: list[UnitRecord], command: list[str], seconds: float,
                  extra: dict | None = None) -> dict:

@@ -109,12 +109,15 @@ class UnitStage(ABC):
         """What the run should tell the user before it starts (e.g. how a flag was understood)."""
         return []
 
-    def warnings(self, summary: dict) -> list[str]:
-        """Warnings about a finished output (e.g. a column renamed). A filter that kept nothing is warned
-        about by the runner; ``empty_hint`` says which flags to check."""
-        return []
+    empty_hint: ClassVar[str] = ""  # the flags to check when a filter kept no document
 
-    empty_hint: ClassVar[str] = ""
+    def warnings(self, summary: dict) -> list[str]:
+        """Warnings about a finished output; by default, that a filter kept no document at all."""
+        if not summary.get("docs_in") or summary.get("docs_out") != 0:
+            return []
+        removed = ", ".join(f"{reason} {count:,}" for reason, count in sorted(summary.get("removed", {}).items()))
+        hint = f"; check {self.empty_hint}" if self.empty_hint else ""
+        return [f"no document kept of {summary['docs_in']:,} (removed: {removed or 'none'}){hint}"]
 
     def finish(self, out: OutputDir, records: list[UnitRecord]) -> dict:
         """Runs once all units are finished, before the manifest: a short reduction over the unit records

@@ -206,8 +206,8 @@ class LangidStage(MapStage):
 
     def warnings(self, summary: dict) -> list[str]:
         if not summary.get(ORIGINAL_LANG):
-            return []
-        return [f"the input already had a 'lang' column; it is kept as '{ORIGINAL_LANG}' "
+            return super().warnings(summary)
+        return [*super().warnings(summary), f"the input already had a 'lang' column; it is kept as '{ORIGINAL_LANG}' "
                 f"({summary[ORIGINAL_LANG]:,} documents) and 'lang' now holds the model's prediction"]
 
     def __init__(self, params: LangidParams):

@@ -5,9 +5,10 @@ k = floor(log2(r - 1)) ≥ min_log2, take the first 2^k + 1 tokens (the +1 is th
 below 2^min_log2 + 1 tokens is dropped. When k > max_log2 the piece size is capped: with `randomize`, k is drawn
 from max_log2..min_log2 with probability ∝ 2^(max_log2 − k) (equal expected tokens per bucket), else k = max_log2.
 
-Random draws are reproducible and independent of batching: document number `ordinal` (0-based position in the
-input) draws from ``numpy.random.default_rng([seed, ordinal])``, one ``rng.random()`` per capped piece, turned
-into k exactly as ``rng.choice(range(max_log2, min_log2 - 1, -1), p=...)`` does.
+Random draws are reproducible and independent of batching: the document numbered `ordinal` (curate pack numbers
+them per unit, see `packers.document_number`) draws from ``numpy.random.default_rng([seed, ordinal])``, one
+``rng.random()`` per capped piece, turned into k exactly as ``rng.choice(range(max_log2, min_log2 - 1, -1),
+p=...)`` does.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def decompose(
     randomize: bool = True,
     seed: int = 0,
 ) -> Pieces:
-    """Pieces of every document of a batch (`lengths` include the EOS; `ordinals` number documents globally)."""
+    """Pieces of every document of a batch (`lengths` include the EOS; `ordinals` number the documents)."""
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     ks, cdf = capped_choice_cdf(min_log2, max_log2)
     if randomize:

@@ -29,12 +29,20 @@ class Emitted:
     boundary_offsets: np.ndarray | None = None  # best-fit: row i's boundaries are boundaries[o[i]:o[i+1]]
 
 
+def document_number(unit: int, row: int) -> int:
+    """How pack numbers a document: unit index × 2^32 + row within the unit (the row, in a one-unit input).
+
+    It depends only on the plan's units, not on workers or array tasks; it seeds Dataset Decomposition's draws
+    and is the ``doc_id`` of inputs without an id column."""
+    return (unit << 32) + row
+
+
 @dataclass
 class DocRows:
     """The input rows behind a token batch: for doc ids and pass-through columns."""
 
     batch: pa.RecordBatch
-    first_ordinal: int  # global 0-based position of the batch's first document in the input
+    first_ordinal: int  # document number of the batch's first document (see `document_number`)
 
     def ordinals(self) -> np.ndarray:
         return self.first_ordinal + np.arange(self.batch.num_rows, dtype=np.int64)
@@ -104,7 +112,7 @@ class DecomposePacker(Packer):
     def _doc_ids(self, rows: DocRows, docs: pa.Array) -> pa.Array:
         if self.id_column in rows.batch.schema.names:
             return rows.batch.column(self.id_column).take(docs)
-        return pa.array(rows.ordinals()).take(docs)  # no id column: the document's position in the input
+        return pa.array(rows.ordinals()).take(docs)  # no id column: the document's number
 
 
 class ConcatPacker(Packer):

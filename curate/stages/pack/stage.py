@@ -1,15 +1,16 @@
 """`curate pack`: tokenize, pack with one strategy (or compare all three), write a format trainers read.
 
-Packing is a global pass over the input in its deterministic order (documents are numbered by position), so
-it runs in one process; the tokenizer parallelises `encode_batch` over its own thread pool.
+Packing is one array pass of the runner over its input units (slices of the input fixed by the plan): each unit
+is tokenized and packed on its own into its own files (``[bucket_XXXXX/]part-{unit:05d}…``), so a run resumes
+after a crash, splits over --workers, array tasks and Ray, and its output does not depend on any of them.
+Concat and best-fit pack within a unit; ``finish`` sums the units' counts into ``_buckets.json`` and the stats.
+Each worker process tokenizes with one thread (``one_tokenizer_thread``): --workers N uses about N cores.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,37 +19,37 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-import curate
 from curate.io.errors import UsageError
-from curate.io.inputs import BadRows, Columns, iter_batches, resolve_inputs
+from curate.io.inputs import Columns, Unit
 from curate.io.options import IOOptions
-from curate.io.output import (
-    MANIFEST,
-    STATS,
-    OutputDir,
-    ShardInfo,
-    UnitRecord,
-    file_checksum,
-    input_descriptions,
-    write_json_atomic,
+from curate.io.output import OutputDir, ShardInfo, UnitRecord, file_checksum, json_text, merge_counters
+from curate.params import option
+from curate.runner import run_map_stage, run_passes
+from curate.stages.base import Pass, UnitContext, UnitStage
+from curate.stages.pack.curriculum import bucket_name, buckets_metadata
+from curate.stages.pack.packers import (
+    BestFitPacker,
+    ConcatPacker,
+    DecomposePacker,
+    DocRows,
+    Emitted,
+    Packer,
+    document_number,
 )
-from curate.io.progress import Progress
-from curate.params import fingerprint, option
-from curate.stages.base import Pass
-from curate.stages.pack.curriculum import buckets_metadata
-from curate.stages.pack.packers import BestFitPacker, ConcatPacker, DecomposePacker, DocRows, Emitted, Packer
-from curate.stages.pack.stats import compare_table
+from curate.stages.pack.stats import compare_table, with_ratios
 from curate.stages.pack.tokenize import TokenBatch, load_tokenizer, resolve_eos, token_dtype, tokenize
-from curate.stages.pack.writers import MegatronSequences, NpyMatrix, ParquetSequences, list_column
+from curate.stages.pack.writers import MegatronSequences, NpyMatrix, ParquetSequences, list_column, unit_file
 
 STRATEGIES = ["decompose", "concat", "bestfit"]
 FORMATS = ["parquet", "megatron", "npy"]
 BUCKETS_FILE = "_buckets.json"
+TOKENIZER_THREADS_ENV = "TOKENIZERS_PARALLELISM"
 
 
 @dataclass
 class PackParams:
-    tokenizer: str = option("", "HF tokenizers JSON file (tokenizer.json); `curate tokenizer train` makes one.")
+    tokenizer: str = option("", "HF tokenizers JSON file (tokenizer.json); `curate tokenizer train` makes one.",
+                            required=True)
     strategy: str = option(
         "decompose",
         "decompose: power-of-two buckets, documents never mixed (Dataset Decomposition). concat: concat-and-chunk "
@@ -69,7 +70,7 @@ class PackParams:
     )
     keep_columns: list[str] = option([], "decompose: input columns copied to every piece, e.g. mix_domain.")
     compare: bool = option(False, "Run all three strategies on the input and print their statistics side by side.")
-    seed: int = option(0, "decompose: seed of the random piece sizes (document i draws from seed and i).")
+    seed: int = option(0, "decompose: seed of the random piece sizes (document n of the input draws from seed and n; see docs/pack-formats.md).")
 
     def check(self) -> None:
         if not self.tokenizer:
@@ -93,22 +94,22 @@ def make_packer(strategy: str, params: PackParams, columns: Columns, eos_id: int
 
 
 class SequenceWriter:
-    """Routes emitted groups to one writer per group in the chosen format; commits them all at the end."""
+    """Routes one unit's emitted groups to one writer per group in the chosen format; commits them all at the end."""
 
-    def __init__(self, root: Path, fmt: str, vocab_size: int, max_rows: int):
-        self.root, self.fmt, self.vocab_size, self.max_rows = root, fmt, vocab_size, max_rows
+    def __init__(self, out: OutputDir, unit: int, fmt: str, vocab_size: int, max_rows: int):
+        self.out, self.unit, self.fmt, self.vocab_size, self.max_rows = out, unit, fmt, vocab_size, max_rows
         self.groups: dict[tuple[str, str], ParquetSequences | MegatronSequences | NpyMatrix] = {}
 
     def _writer(self, group: str, name: str, width: int = 0, dtype: np.dtype | None = None):
         key = (group, name)
         if key not in self.groups:
-            directory = self.root / group if group else self.root
             if self.fmt == "parquet":
-                self.groups[key] = ParquetSequences(directory, self.root, self.max_rows)
+                self.groups[key] = ParquetSequences(self.out, group, self.unit, self.max_rows)
             elif self.fmt == "megatron":
-                self.groups[key] = MegatronSequences(directory, self.root, token_dtype(self.vocab_size, signed=True))
+                self.groups[key] = MegatronSequences(self.out, unit_file(group, self.unit, ""),
+                                                     token_dtype(self.vocab_size, signed=True))
             else:
-                self.groups[key] = NpyMatrix(directory, name + ".npy", self.root, dtype, width)
+                self.groups[key] = NpyMatrix(self.out, unit_file(group, self.unit, f".{name}.npy"), dtype, width)
         return self.groups[key]
 
     def write(self, item: Emitted) -> None:
@@ -158,13 +159,6 @@ def _record_batch(item: Emitted) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(arrays)
 
 
-def _remove_previous_outputs(out: OutputDir) -> None:
-    """A rerun into its own directory starts over: packing is one global pass, not resumable units."""
-    for name in out.files.names():
-        if name.startswith(("bucket_", "part-")) or name.endswith((".bin", ".idx", ".npy")) or name == BUCKETS_FILE:
-            out.files.remove(name)
-
-
 def _read_ahead(
     batches: Iterator[pa.RecordBatch], work: Callable[[pa.RecordBatch], TokenBatch]
 ) -> Iterator[tuple[pa.RecordBatch, TokenBatch]]:
@@ -180,100 +174,147 @@ def _read_ahead(
             yield item
 
 
-def run_pack(params: PackParams, io: IOOptions) -> dict:
-    """Tokenize and pack `io.inputs` into `io.output`; returns the run summary (the --json output)."""
-    io.check()
-    params.check()
-    started = time.perf_counter()
-    if io.output == "-":
-        raise UsageError("curate pack writes a directory of token files; -o - is not supported")
-    if io.task()[1] > 1:
-        raise UsageError("curate pack is one global pass; run it without --num-shards / array jobs")
-    columns = Columns(io.text_column, io.id_column)
-    bad = BadRows(skip=io.on_error == "skip")
-    files = resolve_inputs(io.inputs, bad)
-    tokenizer = load_tokenizer(params.tokenizer)
-    eos_id = resolve_eos(tokenizer, params.eos_token)
-    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
-    strategies = STRATEGIES if params.compare else [params.strategy]
-    packers = {name: make_packer(name, params, columns, eos_id) for name in strategies}
+def one_tokenizer_thread() -> None:
+    """Make this process's `encode_batch` run in its calling thread, unless the user chose otherwise.
 
-    plan = {
-        "curate_version": curate.__version__,
-        "stage": "pack",
-        "parameters": {**fingerprint(params), "tokenizer_checksum": file_checksum(params.tokenizer),
-                       "io": fingerprint(io)},
-        "inputs": input_descriptions(files),
-        "units": [],
-    }
-    out = OutputDir(io.output)
-    out.prepare(plan, io.overwrite)
-    if out.files.read_text(MANIFEST) is not None:  # this very run finished before (same plan): nothing to redo
-        finished = json.loads(out.files.read_text(STATS) or "{}")
-        return {"output": out.location, "complete": True, "already_done": True, **finished}
-    _remove_previous_outputs(out)
-    writer = None if params.compare else SequenceWriter(out.path, params.output_format, vocab_size,
-                                                        io.max_rows_per_shard)
-    total_rows = sum(f.num_rows or 0 for f in files) if all(f.num_rows is not None for f in files) else None
-    progress = Progress("pack", 1, total_rows, enabled=not io.quiet)
-    ordinal = 0
-    try:
-        batches = iter_batches(files, columns, io.batch_size, io.max_rows_per_shard, bad)
+    HF tokenizers otherwise spreads every `encode_batch` over a thread per core (rayon), so N worker processes
+    would each use every core. One thread per worker makes --workers N use about N cores and scale with N;
+    ``TOKENIZERS_PARALLELISM=true`` in the environment gives a lone worker the tokenizer's own threads back.
+    tokenizers reads the variable at every `encode_batch`.
+    """
+    os.environ.setdefault(TOKENIZER_THREADS_ENV, "false")
+
+
+class PackStage(UnitStage):
+    """Tokenize and pack one input unit into its own files; ``finish`` writes ``_buckets.json``."""
+
+    name = "pack"
+
+    def __init__(self, params: PackParams):
+        super().__init__(params)
+        self.tokenizer = None  # loaded by ``load`` (in each worker process: it is not pickled)
+        self.eos_id = self.vocab_size = 0
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "tokenizer": None}
+
+    def load(self) -> None:
+        """Load the tokenizer and find its EOS: exits 3 (unreadable file) or 2 (no EOS) before anything is written."""
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(self.params.tokenizer)
+            self.eos_id = resolve_eos(self.tokenizer, self.params.eos_token)
+            self.vocab_size = self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def setup(self) -> None:
+        one_tokenizer_thread()
+        self.load()
+
+    def identity(self) -> dict:
+        return {"tokenizer_checksum": file_checksum(self.params.tokenizer)}
+
+    def strategies(self) -> list[str]:
+        return STRATEGIES if self.params.compare else [self.params.strategy]
+
+    def run_unit(self, unit: Unit, context: UnitContext) -> tuple[list[ShardInfo], dict]:
+        params, columns = self.params, context.columns
+        packers = {name: make_packer(name, params, columns, self.eos_id) for name in self.strategies()}
+        writer = None if params.compare else SequenceWriter(context.out, unit.index, params.output_format,
+                                                            self.vocab_size, context.io.max_rows_per_shard)
+        docs = 0
 
         def encode(batch: pa.RecordBatch) -> TokenBatch:
-            return tokenize(tokenizer, batch.column(columns.text), eos_id)
+            return tokenize(self.tokenizer, batch.column(columns.text), self.eos_id)
 
-        for batch, tokens in _read_ahead(batches, encode):
-            missing = [c for c in params.keep_columns if c not in batch.schema.names]
-            if missing:
-                raise UsageError(f"--keep-columns: no column {', '.join(missing)} in the input "
-                                 f"(columns: {', '.join(batch.schema.names)})")
-            rows = DocRows(batch, ordinal)
+        try:
+            for batch, tokens in _read_ahead(context.batches(unit), encode):
+                missing = [c for c in params.keep_columns if c not in batch.schema.names]
+                if missing:
+                    raise UsageError(f"--keep-columns: no column {', '.join(missing)} in the input "
+                                     f"(columns: {', '.join(batch.schema.names)})")
+                rows = DocRows(batch, document_number(unit.index, docs))
+                for packer in packers.values():
+                    for item in packer.add(tokens, rows):
+                        if writer is not None:
+                            writer.write(item)
+                docs += batch.num_rows
             for packer in packers.values():
-                for item in packer.add(tokens, rows):
+                for item in packer.finish():
                     if writer is not None:
                         writer.write(item)
-            ordinal += batch.num_rows
-            progress.update(docs=batch.num_rows, nbytes=batch.column(columns.text).nbytes)
-        for packer in packers.values():
-            for item in packer.finish():
-                if writer is not None:
-                    writer.write(item)
-        shards = writer.commit() if writer is not None else []
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    progress.close()
+            shards = writer.commit() if writer is not None else []
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        return shards, self._counters(packers, docs)
 
-    by_strategy = {name: packer.stats.as_dict() for name, packer in packers.items()}
-    if params.compare:
-        stats: dict = {"compare": by_strategy}
-        if not io.quiet:
-            print(compare_table(by_strategy), file=sys.stderr)
-    else:
-        stats = dict(by_strategy[params.strategy])
-        packer = packers[params.strategy]
+    def _counters(self, packers: dict[str, Packer], docs: int) -> dict:
+        """The unit's counts (they sum across units; ``finish`` adds the ratios)."""
+        if self.params.compare:
+            return {"docs_in": docs, "compare": {name: p.stats.counters() for name, p in packers.items()}}
+        packer = packers[self.params.strategy]
+        counters = {"docs_in": docs, "docs_out": docs - packer.stats.docs_dropped, **packer.stats.counters()}
         if isinstance(packer, DecomposePacker):
-            meta = buckets_metadata(packer.bucket_sequences, params.min_log2, params.max_log2, params.output_format)
-            write_json_atomic(out.path / BUCKETS_FILE, meta)
-            stats["buckets"] = {b["name"]: {"sequences": b["sequences"], "tokens": b["tokens"]}
-                                for b in meta["buckets"]}
-    seconds = time.perf_counter() - started
-    counts = {"docs_in": ordinal}
-    if not params.compare:  # documents with at least one token in the output
-        counts["docs_out"] = ordinal - stats["documents"]["dropped"]
-    record = UnitRecord(0, shards, {**counts, **stats}, bad.records)
-    out.publish_staged()
-    final_stats = out.finalize(plan, [record], sys.argv, seconds)
-    shutil.rmtree(out.path / ".tmp", ignore_errors=True)
-    summary = {"output": out.location, "complete": True, **final_stats, "errors_skipped": len(bad.records)}
-    if not params.compare:
-        summary.update(strategy=params.strategy, format=params.output_format)
-    tokens_in = sum(s["tokens"]["in"] for s in by_strategy.values()) / len(by_strategy)
-    summary["tokens_per_s"] = round(tokens_in / seconds, 1) if seconds else None
-    return summary
+            counters["buckets"] = {bucket_name(k): {"sequences": n, "tokens": n * ((1 << k) + 1)}
+                                   for k, n in sorted(packer.bucket_sequences.items())}
+        return counters
+
+    def warnings(self, summary: dict) -> list[str]:
+        if not summary.get("docs_in") or summary.get("docs_out") != 0:
+            return []
+        dropped = summary.get("tokens", {}).get("dropped", {})
+        reasons = ", ".join(f"{reason} {tokens:,}" for reason, tokens in sorted(dropped.items()))
+        return [f"no token of the {summary['docs_in']:,} documents reached the output (tokens dropped: {reasons}); "
+                "see --min-log2, --seq-len, --strategy"]
+
+    def finish(self, out: OutputDir, records: list[UnitRecord]) -> dict:
+        """Ratios of the summed counts, and the bucket table (``_buckets.json``) of every unit together."""
+        params = self.params
+        total: dict = {}
+        for record in records:
+            merge_counters(total, record.stats)
+        if params.compare:
+            return {"compare": {name: with_ratios(total["compare"][name]) for name in STRATEGIES}}
+        stats = with_ratios({key: total[key] for key in ("documents", "tokens", "sequences")})
+        if params.strategy == "decompose":
+            found = total.get("buckets", {})
+            sequences = {k: found.get(bucket_name(k), {}).get("sequences", 0)
+                         for k in range(params.min_log2, params.max_log2 + 1)}
+            meta = buckets_metadata(sequences, params.min_log2, params.max_log2, params.output_format)
+            out.files.write_text(BUCKETS_FILE, json_text(meta))
+            stats["buckets"] = {b["name"]: {"sequences": b["sequences"], "tokens": b["tokens"]} for b in meta["buckets"]}
+        return stats
 
 
 def pack_passes(params: PackParams, io: IOOptions) -> list[Pass]:
-    return [Pass("", Path(io.output), False, lambda task_io: run_pack(params, task_io))]
+    """`curate pack` is one array pass: its units may be shared by any number of tasks."""
+    return [Pass("", Path(io.output), True, lambda task_io: _pack_pass(params, task_io))]
+
+
+def run_pack(params: PackParams, io: IOOptions) -> dict:
+    """Tokenize and pack `io.inputs` into `io.output` (this task's units); returns the run summary (--json)."""
+    return run_passes("pack", pack_passes(params, io), io)
+
+
+def _pack_pass(params: PackParams, io: IOOptions) -> dict:
+    io.check()
+    params.check()
+    if io.output == "-":
+        raise UsageError("curate pack writes a directory of token files; -o - is not supported (give -o DIR)")
+    stage = PackStage(params)
+    stage.load()
+    summary = run_map_stage(stage, io)
+    if not params.compare:
+        summary.update(strategy=params.strategy, format=params.output_format)
+    summary["tokens_per_s"] = None  # known once the output is complete
+    if not summary["complete"]:
+        return summary
+    summary["already_done"] = summary["units_processed"] == 0
+    if params.compare and not io.quiet:
+        print(compare_table(summary["compare"]), file=sys.stderr)
+    tokens_in = (summary["compare"][params.strategy] if params.compare else summary)["tokens"]["in"]
+    # the throughput of a run that made the whole output (a resumed run or the last array task made only part)
+    if summary["units_processed"] == summary["units"] and summary["wall_seconds"]:
+        summary["tokens_per_s"] = round(tokens_in / summary["wall_seconds"], 1)
+    return summary
+

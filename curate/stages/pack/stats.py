@@ -24,13 +24,8 @@ class PackStats:
         if tokens:
             self.dropped[reason] = self.dropped.get(reason, 0) + tokens
 
-    @property
-    def fill_rate(self) -> float:
-        """Real tokens over sequence slots (1.0 without padding)."""
-        slots = self.tokens_out + self.padding
-        return self.tokens_out / slots if slots else 0.0
-
-    def as_dict(self) -> dict:
+    def counters(self) -> dict:
+        """The counts, nested as in ``_stats.json``: they sum across units (ratios come from ``with_ratios``)."""
         return {
             "documents": {
                 "in": self.docs_in,
@@ -46,9 +41,20 @@ class PackStats:
                 "padding": self.padding,
             },
             "sequences": self.sequences,
-            "fill_rate": round(self.fill_rate, 6),
-            "kept_share": round(self.tokens_out / self.tokens_in, 6) if self.tokens_in else 0.0,
         }
+
+
+def with_ratios(counters: dict) -> dict:
+    """Counters (one unit's, or all units' summed) with ``fill_rate`` (real tokens over sequence slots, 1.0
+    without padding) and ``kept_share`` (tokens out over tokens in)."""
+    tokens = counters["tokens"]
+    slots = tokens["out"] + tokens["padding"]
+    return {
+        **counters,
+        "tokens": {**tokens, "dropped": dict(sorted(tokens["dropped"].items()))},
+        "fill_rate": round(tokens["out"] / slots, 6) if slots else 0.0,
+        "kept_share": round(tokens["out"] / tokens["in"], 6) if tokens["in"] else 0.0,
+    }
 
 
 _ROWS = [
