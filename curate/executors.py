@@ -10,6 +10,7 @@ every Ray node sees (a shared file system, or an object store: ``-o s3://…``).
 from __future__ import annotations
 
 import atexit
+import copy
 import ctypes
 import multiprocessing
 import os
@@ -19,9 +20,10 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from curate.io.errors import UsageError
@@ -119,9 +121,17 @@ def _worker_unit(job: Job, unit: WorkUnit) -> UnitRecord:
 _POOL: dict[int, tuple[ProcessPoolExecutor, Any]] = {}  # workers → (pool, progress queue), kept for the run
 
 
+def _started() -> None:
+    """Nothing: submitted once per worker when a pool starts, so that every worker process is started now."""
+
+
 def _pool(workers: int) -> tuple[ProcessPoolExecutor, Any]:
     """This process's pool of ``workers`` spawned processes, started once and kept for every later pass and
-    stage (starting one costs an interpreter, imports and model loads per worker: seconds)."""
+    stage (starting one costs an interpreter, imports and model loads per worker: seconds).
+
+    Every worker is started here, by the calling (main) thread: a worker dies with the thread that started
+    it (see ``_die_with_parent``), and the threads that later hand it units end with each pass.
+    """
     if workers not in _POOL:
         for pool, _ in _POOL.values():
             pool.shutdown(wait=False, cancel_futures=True)
@@ -129,6 +139,8 @@ def _pool(workers: int) -> tuple[ProcessPoolExecutor, Any]:
         context = multiprocessing.get_context("spawn")
         progress_queue = context.Queue()
         pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(progress_queue, os.getpid()))
+        for _ in range(workers):  # a submit starts a process while none is idle
+            pool.submit(_started)
         _POOL[workers] = (pool, progress_queue)
     return _POOL[workers]
 
@@ -142,28 +154,54 @@ def _close_pools() -> None:
 atexit.register(_close_pools)
 
 
-def _run_parallel(job: Job, units: Sequence[WorkUnit], progress: Progress) -> list[UnitRecord]:
-    pool, progress_queue = _pool(job.io.workers)
-    records = []
-    pending: set[Future] = set()
+def _run_parallel(job: Job, units: Sequence[WorkUnit], progress: Progress) -> None:
+    """``--workers N``: this process and N - 1 pool workers take units from one list, largest first (the last
+    unit to finish is then a small one; the output does not depend on who does which)."""
+    todo = deque(sorted(units, key=lambda unit: -(unit.rows or 0)))
+    lock = threading.Lock()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def claim() -> WorkUnit | None:
+        with lock:
+            return todo.popleft() if todo and not stop.is_set() else None
+
+    pool, progress_queue = _pool(job.io.workers - 1)
+    local = replace(job, stage=copy.deepcopy(job.stage))  # set up here; the pool's copy goes out as it is
+
+    def feed() -> None:
+        """Hand one pool worker one unit at a time, so that no unit waits behind a busy worker."""
+        while (unit := claim()) is not None:
+            try:
+                pool.submit(_worker_unit, job, unit).result()
+            except BaseException as exc:  # handed to the main thread, raised there
+                failures.append(exc)
+                stop.set()
+                return
+            progress.update(units=1)
+
+    feeders = [threading.Thread(target=feed, daemon=True, name="curate-feed") for _ in range(job.io.workers - 1)]
+    for thread in feeders:
+        thread.start()
     try:
-        # the largest units first: the last one to finish is then a small one (the output does not depend on it)
-        ordered = sorted(units, key=lambda unit: -(unit.rows or 0))
-        pending = {pool.submit(_worker_unit, job, unit) for unit in ordered}
-        while pending:
-            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+        local.stage.setup()
+        while (unit := claim()) is not None:
+            _process_unit(local, unit, progress.update)
+            progress.update(units=1)
+        while any(thread.is_alive() for thread in feeders):
             _drain(progress_queue, progress)
-            for future in done:
-                records.append(future.result())
-                progress.update(units=1)
-    except BaseException:  # a failed unit, a dead worker, Ctrl-C: the pool's other work stops with the run
-        for future in pending:
-            future.cancel()
+            for thread in feeders:
+                thread.join(timeout=0.25 / len(feeders))
+    except BaseException:  # a failed unit, Ctrl-C: the pool's work stops with the run
+        stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        _POOL.pop(job.io.workers, None)
+        _POOL.pop(job.io.workers - 1, None)
         raise
     _drain(progress_queue, progress)
-    return records
+    if failures:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _POOL.pop(job.io.workers - 1, None)
+        raise failures[0]
 
 
 def _drain(progress_queue, progress: Progress) -> None:
@@ -183,7 +221,7 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """This process (``--workers 1``) or a pool of ``--workers`` spawned processes on this machine."""
+    """This process (``--workers 1``), or this process and ``--workers`` - 1 spawned ones on this machine."""
 
     def run(self, job: Job, units: Sequence[WorkUnit], progress: Progress) -> None:
         if job.io.workers > 1 and len(units) > 1:

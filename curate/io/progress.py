@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 
@@ -12,15 +13,17 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.units = self.docs = self.bytes = 0
         self.start = self._last = time.monotonic()
+        self._lock = threading.Lock()  # units finish in several threads (one per pool worker)
 
     def update(self, docs: int = 0, nbytes: int = 0, units: int = 0) -> None:
-        self.docs += docs
-        self.bytes += nbytes
-        self.units += units
-        now = time.monotonic()
-        if self.enabled and (now - self._last > 0.25 or units):
-            self._last = now
-            self._draw(now)
+        with self._lock:
+            self.docs += docs
+            self.bytes += nbytes
+            self.units += units
+            now = time.monotonic()
+            if self.enabled and (now - self._last > 0.25 or units):
+                self._last = now
+                self._draw(now)
 
     def _draw(self, now: float) -> None:
         elapsed = max(now - self.start, 1e-9)
