@@ -10,7 +10,11 @@ seconds come from the children's rusage, so CPU / wall is the number of cores a 
 
     .venv/bin/python scripts/bench_pack.py [--input ../shared/data/english/misc.parquet]
         [--tokenizer ../shared/data/tokenizers/gpt2.json] [--repeats 2] [--unit-rows 2000] [--rows N]
-        [--no-compare]
+        [--copies N] [--no-compare]
+
+--copies N packs N copies of the input (N files): every spawned worker pays a fixed start (interpreter,
+imports, tokenizer, compiled packers: about a second of CPU), so the speed-up of --workers 2 shows once the
+work is large against that start.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 ONE_THREAD = {"TOKENIZERS_PARALLELISM": "false"}
 
 RAW_LOOP = """
-import json, sys, time
+import json, os, sys, time
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 path, tokenizer_path, method, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -42,11 +46,13 @@ start = time.perf_counter()
 tokenizer = Tokenizer.from_file(tokenizer_path)
 encode = getattr(tokenizer, method)
 tokens = docs = 0
-for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["text"]):
-    texts = batch.column(0).to_pylist()
-    for encoding in encode(texts):
-        tokens += len(encoding) + 1  # + EOS, as curate counts
-    docs += len(texts)
+files = sorted(os.path.join(path, f) for f in os.listdir(path)) if os.path.isdir(path) else [path]
+for file in files:
+    for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size, columns=["text"]):
+        texts = batch.column(0).to_pylist()
+        for encoding in encode(texts):
+            tokens += len(encoding) + 1  # + EOS, as curate counts
+        docs += len(texts)
 print(json.dumps({"tokens": tokens, "docs": docs, "seconds": time.perf_counter() - start}))
 """
 
@@ -91,15 +97,20 @@ def main() -> None:
     parser.add_argument("--unit-rows", type=int, default=2_000,
                         help="--max-rows-per-shard of curate pack: input rows per unit (units are what workers share)")
     parser.add_argument("--rows", type=int, default=0, help="use only the first N rows of the input (a quick check)")
+    parser.add_argument("--copies", type=int, default=1, help="pack this many copies of the input (one file each)")
     parser.add_argument("--no-compare", action="store_true", help="skip the `curate pack --compare` tables")
     args = parser.parse_args()
     python = sys.executable
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         source = args.input
-        if args.rows:
-            source = str(Path(tmp) / "input.parquet")
-            pq.write_table(pq.read_table(args.input).slice(0, args.rows), source)
+        if args.rows or args.copies > 1:
+            table = pq.read_table(args.input)
+            table = table.slice(0, args.rows) if args.rows else table
+            source = str(Path(tmp) / "input")
+            Path(source).mkdir()
+            for copy in range(args.copies):
+                pq.write_table(table, Path(source) / f"copy-{copy:03d}.parquet")
         raw_cmd = [python, "-c", RAW_LOOP, source, args.tokenizer, "METHOD", str(args.batch_size)]
         pack_cmd = [python, "-m", "curate", "pack", source, "--tokenizer", args.tokenizer, "--batch-size",
                     str(args.batch_size), "--max-rows-per-shard", str(args.unit_rows), "--json", "-q", "--overwrite"]
