@@ -32,6 +32,7 @@ from curate.io.options import IOOptions
 from curate.io.output import OutputDir, UnitRecord
 from curate.io.progress import Progress
 from curate.io.storage import configure
+from curate.params import digest
 from curate.stages.base import UnitContext, UnitStage, WorkUnit
 
 
@@ -118,7 +119,7 @@ def _worker_unit(job: Job, unit: WorkUnit) -> UnitRecord:
     return _process_unit(_ready(job), unit, _worker_report)
 
 
-_POOL: dict[int, tuple[ProcessPoolExecutor, Any]] = {}  # workers → (pool, progress queue), kept for the run
+_POOL: dict[tuple[int, str], tuple[ProcessPoolExecutor, Any]] = {}  # (workers, environment) → (pool, queue)
 
 
 def _started() -> None:
@@ -130,9 +131,11 @@ def _pool(workers: int) -> tuple[ProcessPoolExecutor, Any]:
     stage (starting one costs an interpreter, imports and model loads per worker: seconds).
 
     Every worker is started here, by the calling (main) thread: a worker dies with the thread that started
-    it (see ``_die_with_parent``), and the threads that later hand it units end with each pass.
+    it (see ``_die_with_parent``), and the threads that later hand it units end with each pass. A process
+    whose environment changed since (credentials, settings) gets new workers that see it.
     """
-    if workers not in _POOL:
+    key = (workers, digest(sorted(os.environ.items())))
+    if key not in _POOL:
         for pool, _ in _POOL.values():
             pool.shutdown(wait=False, cancel_futures=True)
         _POOL.clear()
@@ -141,8 +144,8 @@ def _pool(workers: int) -> tuple[ProcessPoolExecutor, Any]:
         pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(progress_queue, os.getpid()))
         for _ in range(workers):  # a submit starts a process while none is idle
             pool.submit(_started)
-        _POOL[workers] = (pool, progress_queue)
-    return _POOL[workers]
+        _POOL[key] = (pool, progress_queue)
+    return _POOL[key]
 
 
 def _close_pools() -> None:
@@ -195,12 +198,12 @@ def _run_parallel(job: Job, units: Sequence[WorkUnit], progress: Progress) -> No
     except BaseException:  # a failed unit, Ctrl-C: the pool's work stops with the run
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        _POOL.pop(job.io.workers - 1, None)
+        _POOL.clear()
         raise
     _drain(progress_queue, progress)
     if failures:
         pool.shutdown(wait=False, cancel_futures=True)
-        _POOL.pop(job.io.workers - 1, None)
+        _POOL.clear()
         raise failures[0]
 
 

@@ -50,7 +50,9 @@ def s3_endpoint():
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     endpoint = "http://{}:{}".format(*server.get_host_and_port())
-    s3fs.S3FileSystem(endpoint_url=endpoint).mkdir(BUCKET)
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+    if not fs.exists(BUCKET):  # moto keeps one store per process: another module's server may have made it
+        fs.mkdir(BUCKET)
     yield endpoint
     server.stop()
     mp.undo()
