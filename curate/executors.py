@@ -10,6 +10,7 @@ every Ray node sees (a shared file system, or an object store: ``-o s3://…``).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import ctypes
 import multiprocessing
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -104,10 +105,43 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="curate-parent-watch").start()
 
 
-def _init_worker(progress_queue, parent: int) -> None:
+def _threads_each(processes: int) -> int:
+    """Threads for each of ``processes`` processes sharing this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
+@contextlib.contextmanager
+def sharing_cores(processes: int) -> Iterator[None]:
+    """Limit this process's compute threads (numba kernels, Arrow) to its share of the cores while it is one
+    of ``processes`` processes working at once: N workers each running a kernel on every core would fight
+    over the cores. A lone process keeps every core."""
+    before = _set_threads(_threads_each(processes))
+    try:
+        yield
+    finally:
+        _set_threads(*before)
+
+
+def _set_threads(numba_threads: int, arrow_threads: int | None = None) -> tuple[int, int]:
+    """Set the threads of numba's parallel kernels (for the calling thread) and of Arrow's compute pool;
+    returns what they were."""
+    import numba
+    import pyarrow as pa
+
+    before = numba.get_num_threads(), pa.cpu_count()
+    numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+    pa.set_cpu_count(arrow_threads or numba_threads)
+    return before
+
+
+def _init_worker(progress_queue, parent: int, processes: int) -> None:
     global _WORKER_QUEUE
     _die_with_parent(parent)
     _WORKER_QUEUE = progress_queue
+    threads = str(_threads_each(processes))
+    for variable in ("POLARS_MAX_THREADS", "RAYON_NUM_THREADS"):  # read when polars and tokenizers load
+        os.environ.setdefault(variable, threads)
+    _set_threads(int(threads))  # for the worker's life
 
 
 def _worker_report(docs: int, nbytes: int) -> None:
@@ -141,7 +175,8 @@ def _pool(workers: int) -> tuple[ProcessPoolExecutor, Any]:
         _POOL.clear()
         context = multiprocessing.get_context("spawn")
         progress_queue = context.Queue()
-        pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(progress_queue, os.getpid()))
+        pool = ProcessPoolExecutor(workers, context, initializer=_init_worker,
+                                   initargs=(progress_queue, os.getpid(), workers + 1))
         for _ in range(workers):  # a submit starts a process while none is idle
             pool.submit(_started)
         _POOL[key] = (pool, progress_queue)
@@ -188,9 +223,10 @@ def _run_parallel(job: Job, units: Sequence[WorkUnit], progress: Progress) -> No
         thread.start()
     try:
         local.stage.setup()
-        while (unit := claim()) is not None:
-            _process_unit(local, unit, progress.update)
-            progress.update(units=1)
+        with sharing_cores(job.io.workers):
+            while (unit := claim()) is not None:
+                _process_unit(local, unit, progress.update)
+                progress.update(units=1)
         while any(thread.is_alive() for thread in feeders):
             _drain(progress_queue, progress)
             for thread in feeders:
