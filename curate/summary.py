@@ -55,7 +55,3 @@ class RunSummary:
             wall_seconds=float(data.get("wall_seconds") or 0.0), errors_skipped=_int(data.get("errors_skipped")) or 0,
             data=data,
         )
-
-    @property
-    def counts_documents(self) -> bool:
-        return self.docs_in is not None and self.docs_out is not None

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
 
 from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, output_os_error
 from curate.io.inputs import check_apart
@@ -22,27 +21,6 @@ from curate.params import Argument, cli_parameters, from_mapping, leaf_fields
 from curate.registry import StageSpec, ToolSpec
 
 EXIT_INTERNAL = 70
-_IO_ONLY = ("inputs", "output")
-
-
-class DefaultCommandGroup(TyperGroup):
-    """A group that runs its default command when the first argument is not a subcommand.
-
-    This lets ``curate langid INPUT -o OUT`` and ``curate langid calibrate INPUT -o FILE`` live side by side.
-    """
-
-    default_command = "run"
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args = [self.default_command, *args]
-        return super().parse_args(ctx, args)
-
-
-def stage_group(help: str, examples: str | None = None) -> typer.Typer:
-    """A typer sub-app whose default command (``run``) handles ``curate STAGE INPUT... -o OUT``."""
-    return typer.Typer(cls=DefaultCommandGroup, help=help, epilog=examples, no_args_is_help=True,
-                       rich_markup_mode=None)
 
 
 def closed_pipe() -> typer.Exit:

@@ -28,7 +28,7 @@ from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
 from curate.io.output import PLAN, OutputDir, ShardInfo, ShardWriter, UnitRecord
-from curate.runner import run_map_stage, run_passes, run_units
+from curate.runner import run_map_stage, run_units
 from curate.stages.base import Partition, Pass, UnitContext, UnitStage
 from curate.stages.dedup import cluster as uf
 from curate.stages.dedup import store
@@ -183,8 +183,3 @@ def exact_passes(params: ExactParams, io: IOOptions, work_dir: str | Path) -> li
         Pass("filter", Path(io.output), True, lambda task: run_map_stage(
             ClusterFilterStage(params, clusters_dir, kind="exact"), task)),
     ]
-
-
-def exact_dedup(params: ExactParams, io: IOOptions, work_dir: str | Path) -> dict:
-    """`curate dedup exact`: this task's share of every pass, in order (stops at a pass others still work on)."""
-    return run_passes("dedup exact", exact_passes(params, io, work_dir), io)

@@ -24,7 +24,7 @@ from curate.io.inputs import Columns, Unit
 from curate.io.options import IOOptions
 from curate.io.output import OutputDir, ShardInfo, UnitRecord, file_checksum, json_text, merge_counters
 from curate.params import option
-from curate.runner import run_map_stage, run_passes
+from curate.runner import run_map_stage
 from curate.stages.base import Pass, UnitContext, UnitStage
 from curate.stages.pack.curriculum import bucket_name, buckets_metadata
 from curate.stages.pack.packers import (
@@ -289,11 +289,6 @@ class PackStage(UnitStage):
 def pack_passes(params: PackParams, io: IOOptions) -> list[Pass]:
     """`curate pack` is one array pass: its units may be shared by any number of tasks."""
     return [Pass("", Path(io.output), True, lambda task_io: _pack_pass(params, task_io))]
-
-
-def run_pack(params: PackParams, io: IOOptions) -> dict:
-    """Tokenize and pack `io.inputs` into `io.output` (this task's units); returns the run summary (--json)."""
-    return run_passes("pack", pack_passes(params, io), io)
 
 
 def _pack_pass(params: PackParams, io: IOOptions) -> dict:
