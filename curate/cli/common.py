@@ -15,7 +15,6 @@ from typing import Any, NoReturn
 import typer
 
 from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, output_os_error
-from curate.io.inputs import check_apart
 from curate.io.options import IOOptions
 from curate.params import Argument, cli_parameters, from_mapping, leaf_fields
 from curate.registry import StageSpec, ToolSpec
@@ -170,6 +169,8 @@ def stage_command(spec: StageSpec) -> Callable[..., None]:
 
     def command(ctx: typer.Context, **kwargs: Any) -> None:
         with user_errors(command_label(ctx), kwargs["output"]):
+            from curate.io.inputs import check_apart  # pyarrow: not for `curate --help`
+
             io = _io_from(kwargs, spec.io)
             check_apart(io.inputs, [], io.output)  # shards inside an input would be read back by the next run
             params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
