@@ -13,7 +13,7 @@ import numba as nb
 import numpy as np
 from datasketch.lsh import _optimal_param
 
-from curate.stages.dedup.hashing import MERSENNE_61, affine61, fmix64, mod61
+from curate.hashing import MERSENNE_61, affine61, fmix64, mod61
 
 EMPTY_SIGNATURE = MERSENNE_61  # larger than every permuted value: marks a document without shingles
 

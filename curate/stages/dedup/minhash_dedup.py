@@ -114,12 +114,13 @@ def kernels_to_compile() -> list[str]:
 
     Compiling them takes ~15 s on the first run; later runs load them from the cache (`cache=True`).
     """
+    from curate import hashing
     from curate.stages.dedup import minhash, shingles
 
     kernels = [shingles._normalize, shingles._compact, shingles._count_words, shingles._word_shingles,
                shingles._count_codepoints, shingles._char_shingles, shingles._spaceless_share,
                shingles._sort_unique_segments, shingles._compact_segments, minhash._signatures, minhash._band_keys,
-               store._hash_strings, uf.run_edges, uf.union_pairs, uf.flatten, uf.edge_jaccard]
+               hashing._hash_strings, uf.run_edges, uf.union_pairs, uf.flatten, uf.edge_jaccard]
     missing = []
     for kernel in kernels:
         try:

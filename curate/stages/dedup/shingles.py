@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.stages.dedup.hashing import fmix64, xxh64
+from curate.hashing import fmix64, xxh64
 from curate.text import string_buffers
 
 NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)

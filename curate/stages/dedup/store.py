@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.hashing import hash_strings
 from curate.io.errors import CurateError, InputError, UsageError
 from curate.io.inputs import STDIN, BadRows, Columns, Unit, read_unit, resolve_inputs
 from curate.io.options import IOOptions
@@ -28,25 +28,9 @@ from curate.params import digest
 from curate.runner import run_map_stage
 from curate.stages.base import MapStage, StageOutput
 from curate.stages.dedup.cluster import group_equal_keys
-from curate.stages.dedup.hashing import xxh64
-from curate.text import string_buffers
 
 HEADER = "_dedup.json"
 FORMAT_VERSION = 2  # 2: shingle sets as large_binary (uint32 bytes) instead of large_list<uint32>
-
-
-@nb.njit(parallel=True, cache=True)
-def _hash_strings(data, offsets, seed, out):
-    for i in nb.prange(len(offsets) - 1):
-        out[i] = xxh64(data, offsets[i], offsets[i + 1], seed)
-
-
-def hash_strings(values: pa.Array, seed: int) -> np.ndarray:
-    """XXH64 of each string's UTF-8 bytes (nulls hash as the empty string)."""
-    data, offsets = string_buffers(values)
-    out = np.empty(len(offsets) - 1, dtype=np.uint64)
-    _hash_strings(data, offsets, np.uint64(seed), out)
-    return out
 
 
 def hash128(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:

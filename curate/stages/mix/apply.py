@@ -27,13 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
+from curate.hashing import hash_strings
 from curate.io.errors import InputError, UsageError
 from curate.io.inputs import STDIN, BadRows, Columns, InputFile, Unit, check_apart, plan_units, resolve_inputs
 from curate.io.options import IOOptions
@@ -50,9 +50,7 @@ from curate.io.storage import work_dir_beside
 from curate.params import StrictLoader, digest, option
 from curate.runner import run_passes, run_units
 from curate.stages.base import Pass, UnitContext, UnitStage
-from curate.stages.dedup.hashing import xxh64
 from curate.stages.mix.domains import DomainSpec, TokenCounter, domain_codes
-from curate.text import string_buffers
 
 MIX_COLUMN = "mix_domain"
 DRAW_BITS = 16
@@ -111,14 +109,6 @@ def _mix64(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint64(31))
 
 
-@nb.njit(cache=True)
-def _hash_ids(data, offsets, seed, out):
-    """XXH64 of each id, serially: a batch of ids takes microseconds, and worker processes would oversubscribe
-    the cores with a parallel kernel's threads."""
-    for i in range(len(offsets) - 1):
-        out[i] = xxh64(data, offsets[i], offsets[i + 1], seed)
-
-
 def document_draws(batch: pa.RecordBatch, id_column: str, seed: int, unit: int, first_row: int) -> np.ndarray:
     """Each document's draw, a uniform uint64: XXH64 of its id with the seed, or, where the id is null or the
     column missing, the hash of (seed, unit index, row in the unit)."""
@@ -129,9 +119,7 @@ def document_draws(batch: pa.RecordBatch, id_column: str, seed: int, unit: int, 
     ids = batch.column(id_column)
     if not pa.types.is_string(ids.type) and not pa.types.is_large_string(ids.type):
         ids = pc.cast(ids, pa.string())
-    data, offsets = string_buffers(ids)
-    draws = np.empty(len(ids), np.uint64)
-    _hash_ids(data, offsets, np.uint64(seed & _MASK64), draws)
+    draws = hash_strings(ids, seed & _MASK64)
     if ids.null_count:
         missing = ids.is_null().to_numpy(zero_copy_only=False)
         draws[missing] = by_place[missing]

@@ -1,4 +1,5 @@
-"""Numba hashing primitives over Arrow string buffers: XXH64, 64-bit finalisers, mod (2^61 − 1) arithmetic.
+"""Numba hashing primitives over Arrow string buffers: XXH64, 64-bit finalisers, mod (2^61 − 1) arithmetic;
+``hash_strings`` hashes every string of an Arrow array (dedup's keys and ids, mix apply's per-document draws).
 
 Everything here is pure uint64 arithmetic (numba promotes uint64 mixed with signed ints to float, so every
 constant is an explicit `np.uint64`). `xxh64` is bit-identical to `xxhash.xxh64_intdigest` (tested).
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+import pyarrow as pa
+
+from curate.text import string_buffers
 
 MERSENNE_61 = np.uint64((1 << 61) - 1)
 
@@ -142,3 +146,17 @@ def affine61(a, x, b):
     if r >= MERSENNE_61:
         r -= MERSENNE_61
     return r
+
+
+@nb.njit(parallel=True, cache=True)
+def _hash_strings(data, offsets, seed, out):
+    for i in nb.prange(len(offsets) - 1):
+        out[i] = xxh64(data, offsets[i], offsets[i + 1], seed)
+
+
+def hash_strings(values: pa.Array, seed: int) -> np.ndarray:
+    """XXH64 of each string's UTF-8 bytes (nulls hash as the empty string)."""
+    data, offsets = string_buffers(values)
+    out = np.empty(len(offsets) - 1, dtype=np.uint64)
+    _hash_strings(data, offsets, np.uint64(seed), out)
+    return out
