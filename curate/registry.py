@@ -31,6 +31,8 @@ IO_READ: tuple[str, ...] = ("text_column", "id_column", "batch_size", "on_error"
                             "quiet", "json_summary")
 
 REJECTED = Argument("rejected", str | None, None, ("--rejected",), "Also write removed documents here.")
+ONLY_PASS = Argument("only_pass", str | None, None, ("--pass",),
+                     "Run only this pass (for array jobs that schedule the passes themselves; each resumes).")
 
 
 def load(reference: str) -> Any:
@@ -71,12 +73,12 @@ class StageSpec:
         return [Pass("", Path(io.output), True,
                      lambda task_io: run_map_stage(stage_class(params), task_io, rejected_dir=rejected))]
 
-    def run(self, params: Any, io: IOOptions, **options: Any) -> dict:
-        """Run every pass as this array task (the CLI's whole command)."""
+    def run(self, params: Any, io: IOOptions, only: str | None = None, **options: Any) -> dict:
+        """Run every pass (or the pass named ``only``) as this array task: the stage's command."""
         from curate.runner import run_passes
 
         io.check()
-        return run_passes(self.name, self.build_passes(params, io, **options), io)
+        return run_passes(self.name, self.build_passes(params, io, **options), io, only)
 
     def lines(self, summary: dict) -> list[str]:
         return load(self.show)(summary) if self.show else []

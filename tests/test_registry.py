@@ -207,3 +207,25 @@ def test_nested_params_are_flat_flags_and_recipe_keys_or_a_section():
     assert fingerprint(flat) == {"inner": {"ngram": 7}, "mode": "annotate", "tags": []}
     with pytest.raises(UsageError, match=r"unknown key.*ngrams.*expected some of.*ngram"):
         from_mapping(Outer, {"ngrams": 7})
+
+
+def test_a_stage_of_several_passes_runs_one_pass_with_pass(corpus, tmp_path):
+    """`--pass P` on the stage's own command: an array job may schedule the passes itself."""
+    out = str(tmp_path / "exact")
+    keys = invoke("dedup", "exact", str(corpus), "-o", out, "--pass", "keys", "-q", "--json")
+    assert keys.exit_code == 0, keys.output
+    assert (tmp_path / "exact.exact-work" / "keys" / "_manifest.json").exists() and not (tmp_path / "exact").exists()
+    unknown = invoke("dedup", "exact", str(corpus), "-o", out, "--pass", "cluster")
+    assert unknown.exit_code == 2 and "has the passes keys, groups, filter" in unknown.output
+    whole = invoke("dedup", "exact", str(corpus), "-o", out, "-q", "--json")
+    assert whole.exit_code == 0 and json.loads(whole.output)["keys"]["units_already_done"] == 1
+    assert "--pass" not in invoke("langid", "--help").output  # one pass: nothing to choose
+
+
+def test_errors_name_the_command_whichever_way_curate_was_started(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "curate", "dedup", "exact", str(tmp_path / "none"), "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 3 and done.stderr.startswith("curate dedup exact: error:"), done.stderr

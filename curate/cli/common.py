@@ -17,7 +17,7 @@ import typer
 from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, output_os_error
 from curate.io.options import IOOptions
 from curate.params import Argument, cli_parameters, from_mapping, leaf_fields
-from curate.registry import StageSpec, ToolSpec
+from curate.registry import ONLY_PASS, StageSpec, ToolSpec
 
 EXIT_INTERNAL = 70
 
@@ -71,8 +71,9 @@ def _internal(command: str, exc: Exception) -> NoReturn:
 
 
 def command_label(ctx: typer.Context) -> str:
-    """How error messages name the command: ``mix apply``, ``langid`` (a group's default ``run`` is implied)."""
-    words = ctx.command_path.split()[1:]
+    """How error messages name the command: ``mix apply``, ``langid`` (a group's default ``run`` is implied),
+    whether curate was started as ``curate`` or ``python -m curate``."""
+    words = ctx.command_path[len(ctx.find_root().command_path):].split()
     return " ".join(words[:-1] if len(words) > 1 and words[-1] == "run" else words)
 
 
@@ -174,7 +175,8 @@ def stage_command(spec: StageSpec) -> Callable[..., None]:
             io = _io_from(kwargs, spec.io)
             check_apart(io.inputs, [], io.output)  # shards inside an input would be read back by the next run
             params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
-            summary = spec.run(params, io, **{a.name: kwargs[a.name] for a in spec.options})
+            only = kwargs.get(ONLY_PASS.name)
+            summary = spec.run(params, io, only, **{a.name: kwargs[a.name] for a in spec.options})
             emit_summary(summary, io)
             if not io.quiet and not io.json_summary and summary.get("complete", True):
                 for line in spec.lines(summary):
@@ -186,6 +188,7 @@ def stage_command(spec: StageSpec) -> Callable[..., None]:
         cli_argument(Argument("output", str, flags=("-o", "--output"), help=SHARDS_OUTPUT)),
         *cli_parameters(params_cls),
         *map(cli_argument, spec.options),
+        *([cli_argument(ONLY_PASS)] if spec.passes is not None else []),
         *_io_parameters(spec.io),
     ])
     command.__doc__ = spec.help
