@@ -2,8 +2,8 @@
 
 Each entry says what a stage is (its parameters dataclass, its passes, which of them are array passes) or
 what a tool is (a command that writes files for later steps). The CLI, recipes, ``--emit-slurm``, ``curate
-status``, the executors and the report read this table; nothing registers itself as a side effect of an
-import. Entries name their code as ``"module:attribute"`` strings, imported only when used, so ``curate
+status`` and the report read this table, and the runner and its executors run the passes it builds; nothing
+registers itself as a side effect of an import. Entries name their code as ``"module:attribute"`` strings, imported only when used, so ``curate
 --help`` or one command does not import every stage's libraries.
 
 Adding a map stage takes its module (a :class:`~curate.stages.base.MapStage` and a params dataclass made
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +120,6 @@ class CommandSpec:
 
     command: tuple[str, ...]
     register: str
-    help: str = field(default="")
 
 
 # -- the stages ---------------------------------------------------------------------------------------------
