@@ -16,8 +16,8 @@ the stage (the `--json` summary's wall_seconds), docs/s inside the stage, the sp
 and in-stage), CPU seconds (user+sys of the command and its workers) per 1,000 documents, cores kept busy
 (CPU / wall), peak RSS of the largest process and the machine's load average just before the run. The outputs of
 1 and 2 workers must be byte-identical (curate's bookkeeping files aside); a stage whose output differs is
-flagged, not fatal. Other jobs change wall seconds most (the kernel shares the CPUs per session, so with one
-other busy session 2 workers get no more CPU than 1), CPU seconds less (up to +50% measured at load 5): see
+flagged, not fatal. Other jobs change wall seconds most (the kernel shares the CPUs per scheduling group, so with one
+other busy group 2 workers get no more CPU than 1), CPU seconds less (up to +50% measured at load 5): see
 "Scaling with --workers" in docs/benchmarks.md.
 
 --trace runs the commands through this script so that every process records: when it was created, when its
