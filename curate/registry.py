@@ -357,6 +357,20 @@ TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in (
         examples="Examples:\n\n\b\n  curate mix optimize --model model\n"
         "  curate mix optimize --model model --stats stats.json --token-budget 25000000000 -o weights.yaml",
     ),
+    ToolSpec(
+        "mix-cmr", ("mix", "cmr"), "curate.stages.mix.cmr:cmr_tool",
+        help="CMR scaling law for continual pre-training (Gu et al. 2024): from runs at several domain shares and "
+        "token budgets, the largest share of --domain that keeps --general-loss within --tolerance of --base-loss, "
+        "at --budget. Writes weights YAML for `curate mix apply` (see docs/mix.md).",
+        examples="Examples:\n\n\b\n  curate mix cmr --mixtures mixtures.csv --results results.csv --domain finance \\\n"
+        "      --general-loss loss/general --domain-loss loss/finance --budget 20000000000 -o weights.yaml\n"
+        "  curate mix cmr --mixtures m.csv --results proxy.csv --run-tokens 5000000 --domain web \\\n"
+        "      --general-loss bpb/general --base-loss 2.35 --tolerance 0.05 -o weights.yaml\n",
+        params=("curate.stages.mix.cmr:CmrParams",),
+        arguments=(MIXTURES, Argument("results", str, flags=("--results",),
+                                      help="Results CSV (index, tokens, loss columns), joined on index."),
+                   Argument("output", str, flags=("-o", "--output"), help="Weights YAML to write.")),
+    ),
 )}
 
 
