@@ -246,7 +246,8 @@ def cmr_tool(params: CmrParams, mixtures: str, results: str, output: str) -> tup
     weights = {d: round(w, 6) for d, w in model.weights(ratio).items()}
     document = {
         "target": params.general_loss, "domain": params.domain, "critical_ratio": round(ratio, 6), "budget": budget,
-        "method": how, "tolerance": params.tolerance, "base_loss": round(model.base_loss, 6),
+        "method": how, "extrapolated": not model.budgets[0].tokens <= budget <= model.budgets[-1].tokens,
+        "tolerance": params.tolerance, "base_loss": round(model.base_loss, 6),
         "scaling_law": {**model.scaling.to_dict(), "tokens_unit": TOKENS_UNIT} if model.scaling else None,
         "budgets": [{"tokens": b.tokens, "runs": b.runs, "critical_ratio": round(b.critical, 6),
                      "general": b.general.to_dict(), **({"domain": b.domain.to_dict()} if b.domain else {})}
