@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from curate.cli.main import app
 from curate.io.errors import UsageError
 from curate.io.inputs import Columns
+from curate.recipes import load_recipe, run_recipe
 from curate.stages.mix.cmr import CmrParams, PowerLaw, critical_ratio, fit_cmr, fit_power
 from curate.stages.mix.domains import DomainSpec, TokenCounter
 from curate.stages.mix.proxy import NgramProxy, ProxyParams, build_proxy
@@ -182,7 +183,7 @@ def _cmr(*args: str):
     return CliRunner().invoke(app, ["mix", "cmr", *args, "--json"])
 
 
-def test_cli_writes_weights_that_mix_apply_realises(shared_data, tmp_path):
+def test_cli_and_recipe_write_weights_that_mix_apply_realises(shared_data, tmp_path):
     mixtures, results = _write(tmp_path, synthetic_runs())
     out = _cmr("--mixtures", mixtures, "--results", results, "--domain", "web", "--general-loss", "loss/general",
                "--domain-loss", "loss/web", "--base-loss", str(BASE), "--budget", "20000000000",
@@ -195,13 +196,20 @@ def test_cli_writes_weights_that_mix_apply_realises(shared_data, tmp_path):
     assert document["weights"]["wiki"] == pytest.approx(3 * document["weights"]["reviews"], rel=1e-4)
     assert len(document["budgets"]) == 6 and document["scaling_law"]["tokens_unit"] == 1e9
 
-    (tmp_path / "tiny").mkdir()  # real text: 150 web pages, 106 Wikipedia articles, 150 movie reviews
-    applied = CliRunner().invoke(app, [
-        "mix", "apply", *real_domains(shared_data, tmp_path / "tiny", 150, 150), "-o", str(tmp_path / "mixed"),
-        "--weights", str(tmp_path / "weights.yaml"), "--tokens", "200000", "--seed", "1", "--json"])
-    assert applied.exit_code == 0, applied.output
-    realised = json.loads(applied.stdout.strip().splitlines()[-1])["domains"]
-    assert realised["web"]["realised"] == pytest.approx(summary["critical_ratio"], abs=0.03)
+    # a recipe: the same tool step, then `mix apply` on real text (one file, domains in a `source` column)
+    (tmp_path / "tiny").mkdir()  # 150 web pages, 106 Wikipedia articles, 150 movie reviews
+    pl.concat([pl.read_parquet(path.split("=", 1)[1]).with_columns(source=pl.lit(path.split("=", 1)[0]))
+               for path in real_domains(shared_data, tmp_path / "tiny", 150, 150)]).write_parquet(tmp_path / "tiny.parquet")
+    recipe = tmp_path / "cmr.yaml"
+    recipe.write_text(yaml.safe_dump({"inputs": [str(tmp_path / "tiny.parquet")], "work_dir": str(tmp_path / "run"),
+                                      "stages": [
+        {"mix-cmr": {"mixtures": mixtures, "results": results, "domain": "web", "general_loss": "loss/general",
+                     "base_loss": BASE, "budget": 20_000_000_000, "output": "${work_dir}/weights.yaml"}},
+        {"mix-apply": {"domain_column": "source", "weights": "${work_dir}/weights.yaml", "tokens": 200_000}}]}))
+    tool, applied = run_recipe(load_recipe(recipe, io_overrides={"quiet": True}))
+    assert tool["critical_ratio"] == summary["critical_ratio"]
+    assert applied["domains"]["web"]["realised"] == pytest.approx(summary["critical_ratio"], abs=0.03)
+    assert applied["domains"]["wiki"]["realised"] == pytest.approx(0.75 * (1 - summary["critical_ratio"]), abs=0.03)
 
 
 def _set(column: str, row: int, value) -> callable:
