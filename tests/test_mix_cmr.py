@@ -24,7 +24,7 @@ from curate.stages.mix.proxy import NgramProxy, ProxyParams, build_proxy
 BASE, EPS = 2.0, 0.05
 TRUTH = PowerLaw(0.3, 0.25, -0.05)  # R_CMR(T) = 0.3·T^0.25 − 0.05, T in billions of tokens
 RATIOS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
-BUDGETS = [250_000_000, 500_000_000, 1_000_000_000, 2_000_000_000, 4_000_000_000, 8_000_000_000]
+BUDGETS = [250_000_000, 500_000_000, 1_000_000_000, 2_000_000_000, 5_000_000_000]  # < 6: no trajectories
 
 
 def synthetic_runs(budgets=BUDGETS, ratios=RATIOS, noise=0.002, seed=0) -> pl.DataFrame:
@@ -59,13 +59,13 @@ def test_scaling_law_and_critical_ratio_match_the_generating_law():
     for fit in model.budgets:  # per budget: the tolerance crossing of the fitted loss-vs-ratio law
         assert fit.critical == pytest.approx(float(TRUTH(fit.tokens / 1e9)), abs=0.005)
         assert fit.general.s == pytest.approx(2.0, abs=0.1)
-    assert model.scaling is not None  # Eq. 8 across the six budgets, parameters recovered
+    assert model.scaling is not None  # Eq. 8 across the five budgets, parameters recovered
     assert model.scaling.s == pytest.approx(TRUTH.s, abs=0.03)
     assert model.scaling.alpha == pytest.approx(TRUTH.alpha, rel=0.05)
     assert model.scaling.beta == pytest.approx(TRUTH.beta, abs=0.02)
-    for tokens in (3_000_000_000, 20_000_000_000):  # between the budgets, and extrapolated 2.5× past them
+    for tokens in (3_000_000_000, 12_500_000_000):  # between the budgets, and extrapolated 2.5× past them
         ratio, how = model.critical_at(tokens)
-        assert how == "scaling law (Eq. 8)"
+        assert how == "tolerance, scaling law (Eq. 8)"
         assert ratio == pytest.approx(float(TRUTH(tokens / 1e9)), abs=0.01)
     weights = model.weights(0.3)
     assert weights == {"d": 0.3, "g": pytest.approx(0.7)}
@@ -94,6 +94,44 @@ def test_critical_ratio_edges():
     assert critical_ratio(rising, 2.2) == 1.0  # even all-domain stays within the tolerance
     assert critical_ratio(rising, 1.9) == 0.0  # no share does
     assert critical_ratio(rising, 2.025) == pytest.approx(0.5)
+
+
+CHECKPOINTS = [0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]  # billions of tokens
+
+
+def trajectory_runs(ratios=(0.15, 0.2, 0.25, 0.3, 0.35), noise=3e-4, seed=4) -> pl.DataFrame:
+    """Checkpoints of one run per ratio whose general loss rises, then falls, turning (Eq. 7 with λ → ∞) at
+    the T where TRUTH gives that ratio: 2 − a/T + 0.02/√T turns at T₀ = (2a/0.02)²."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in ratios:
+        turning = ((r - TRUTH.beta) / TRUTH.alpha) ** (1 / TRUTH.s)
+        a = 0.02 * np.sqrt(turning) / 2
+        for t in CHECKPOINTS:
+            general = 2.0 - a / t + 0.02 / np.sqrt(t) + rng.normal(0, noise)
+            domain = 1.5 + 0.1 * r**-0.5 * t**-0.3 + rng.normal(0, noise)
+            rows.append((r, round(t * 1e9), general, domain))
+    return pl.DataFrame(rows, schema=["ratio", "tokens", "general", "domain"], orient="row")
+
+
+def test_turning_points_give_the_feasible_ratios_and_their_scaling_law():
+    params = CmrParams(domain="d", general_loss="g", domain_loss="dl", base_loss=2.0, tolerance=10)
+    model = fit_cmr(trajectory_runs(), params, {"g": 1.0})
+    assert [t.ratio for t in model.trajectories] == [0.15, 0.2, 0.25, 0.3, 0.35]
+    for t in model.trajectories:  # T₀ of each run's fitted Eq. 6 against the generating one
+        assert t.turning == pytest.approx(((t.ratio - TRUTH.beta) / TRUTH.alpha) ** (1 / TRUTH.s), rel=0.1)
+        assert t.general.r2 > 0.99
+    assert model.feasible_scaling is not None and model.feasible_scaling.s == pytest.approx(TRUTH.s, abs=0.05)
+    ratio, how = model.critical_at(1_500_000_000)  # the tolerance (10) does not bind: 𝔽 does
+    assert how == "feasibility, scaling law (Eq. 8) through the turning points"
+    assert ratio == pytest.approx(float(TRUTH(1.5)), abs=0.015)
+    assert model.tolerable_at(1_500_000_000)[0] == 1.0
+    # a finite λ lets the falling domain loss pay for a slowly rising general loss: every run turns earlier
+    weighted = fit_cmr(trajectory_runs(), CmrParams(**{**vars(params), "lagrange": 20.0}), {"g": 1.0})
+    assert all(w.turning < t.turning for w, t in zip(weighted.trajectories, model.trajectories, strict=True))
+    with pytest.raises(UsageError, match="needs --domain-loss"):
+        fit_cmr(trajectory_runs().drop("domain"), CmrParams(domain="d", general_loss="g", base_loss=2, lagrange=20),
+                {"g": 1.0})
 
 
 def test_fitted_curves_rank_held_out_synthetic_runs():
@@ -186,15 +224,15 @@ def _cmr(*args: str):
 def test_cli_and_recipe_write_weights_that_mix_apply_realises(shared_data, tmp_path):
     mixtures, results = _write(tmp_path, synthetic_runs())
     out = _cmr("--mixtures", mixtures, "--results", results, "--domain", "web", "--general-loss", "loss/general",
-               "--domain-loss", "loss/web", "--base-loss", str(BASE), "--budget", "20000000000",
+               "--domain-loss", "loss/web", "--base-loss", str(BASE), "--budget", "12500000000",
                "-o", str(tmp_path / "weights.yaml"))
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert summary["critical_ratio"] == pytest.approx(float(TRUTH(20.0)), abs=0.01)
+    assert summary["critical_ratio"] == pytest.approx(float(TRUTH(12.5)), abs=0.01)
     document = yaml.safe_load((tmp_path / "weights.yaml").read_text())
     assert document["weights"]["web"] == pytest.approx(summary["critical_ratio"], abs=1e-6)
     assert document["weights"]["wiki"] == pytest.approx(3 * document["weights"]["reviews"], rel=1e-4)
-    assert len(document["budgets"]) == 6 and document["scaling_law"]["tokens_unit"] == 1e9
+    assert len(document["budgets"]) == 5 and document["scaling_law"]["tokens_unit"] == 1e9
 
     # a recipe: the same tool step, then `mix apply` on real text (one file, domains in a `source` column)
     (tmp_path / "tiny").mkdir()  # 150 web pages, 106 Wikipedia articles, 150 movie reviews
@@ -204,7 +242,7 @@ def test_cli_and_recipe_write_weights_that_mix_apply_realises(shared_data, tmp_p
     recipe.write_text(yaml.safe_dump({"inputs": [str(tmp_path / "tiny.parquet")], "work_dir": str(tmp_path / "run"),
                                       "stages": [
         {"mix-cmr": {"mixtures": mixtures, "results": results, "domain": "web", "general_loss": "loss/general",
-                     "base_loss": BASE, "budget": 20_000_000_000, "output": "${work_dir}/weights.yaml"}},
+                     "base_loss": BASE, "budget": 12_500_000_000, "output": "${work_dir}/weights.yaml"}},
         {"mix-apply": {"domain_column": "source", "weights": "${work_dir}/weights.yaml", "tokens": 200_000}}]}))
     tool, applied = run_recipe(load_recipe(recipe, io_overrides={"quiet": True}))
     assert tool["critical_ratio"] == summary["critical_ratio"]
@@ -252,4 +290,4 @@ def test_bad_mixtures_and_usage_errors(tmp_path):
     out = _cmr("--mixtures", mixtures, "--domain", "web", *args, "--budget", "123")
     assert out.exit_code == 2 and "3 or more token budgets" in out.output
     out = _cmr("--mixtures", mixtures, "--domain", "web", *args)  # the largest budget of the runs
-    assert out.exit_code == 0 and json.loads(out.stdout.strip().splitlines()[-1])["method"] == "runs at this budget"
+    assert out.exit_code == 0 and json.loads(out.stdout.strip().splitlines()[-1])["method"] == "tolerance, runs at this budget"

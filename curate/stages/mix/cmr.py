@@ -33,6 +33,10 @@ TOKENS_UNIT = 1e9  # the scaling law's T is in billions of tokens (the paper's u
 EXPONENTS = np.round(np.arange(-4.0, 4.0001, 0.05), 2)  # the grid of starting exponents; 0 is a constant
 BOUNDS = (-6.0, 6.0)  # the exponent's range in the refinement
 STARTS = 4  # refinements from the best grid exponents
+MAX_EVALUATIONS = 200  # per refinement: the grid start is already close
+PAIR_EXPONENTS = [s for s in np.round(np.arange(-3.0, 3.0001, 0.2), 1) if s != 0]  # grid of Eq. 6's exponents
+MIN_CHECKPOINTS = 6  # distinct budgets of one ratio before its trajectory is fitted (Eq. 6 has 5 parameters)
+REACH = 10.0  # turning points are searched up to this many times a run's last checkpoint
 
 
 @dataclass
@@ -48,6 +52,9 @@ class CmrParams:
     tokens_column: str = option("tokens", "Results column: each run's training tokens.")
     run_tokens: int | None = option(
         None, "Tokens of every run, when the results have no tokens column (the --token-budget given to mix proxy).")
+    lagrange: float | None = option(
+        None, "λ weighing the general against the domain loss along a run (Eq. 3, 7; the paper: 100-7000; needs "
+        "--domain-loss). Default: λ → ∞, a ratio is feasible once its general loss stops rising.")
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,71 @@ class PowerLaw:
     def __call__(self, x: np.ndarray | float) -> np.ndarray:
         return self.alpha * np.power(np.asarray(x, dtype=np.float64), self.s) + self.beta
 
+    def slope(self, x: np.ndarray) -> np.ndarray:
+        return self.alpha * self.s * np.power(x, self.s - 1)
+
     def to_dict(self) -> dict:
         return {k: float(f"{v:.6g}") for k, v in vars(self).items()}
+
+
+@dataclass(frozen=True)
+class TwoPowerLaw:
+    """``y = a2 · x^s2 + a3 · x^s3 + beta``: the general loss along a run, which rises and then falls (Eq. 6)."""
+
+    a2: float
+    s2: float
+    a3: float
+    s3: float
+    beta: float
+    mse: float = 0.0
+    r2: float = 1.0
+
+    def __call__(self, x: np.ndarray | float) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return self.a2 * x**self.s2 + self.a3 * x**self.s3 + self.beta
+
+    def slope(self, x: np.ndarray) -> np.ndarray:
+        return self.a2 * self.s2 * x ** (self.s2 - 1) + self.a3 * self.s3 * x ** (self.s3 - 1)
+
+    def to_dict(self) -> dict:
+        return {k: float(f"{v:.6g}") for k, v in vars(self).items()}
+
+
+def _quality(residuals: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    sse, total = float(np.sum(residuals**2)), float(np.sum((y - y.mean()) ** 2))
+    return sse / len(y), 1.0 - sse / total if total > 0 else 1.0
+
+
+def fit_two_power(x: np.ndarray, y: np.ndarray) -> TwoPowerLaw:
+    """Least-squares Eq. 6 for the general loss: exponent pairs on a grid, then refinement from the best."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(np.unique(x)) < 6:
+        raise UsageError(f"the two-term law needs at least 6 distinct token budgets, got {len(np.unique(x))}")
+    scale = float(np.exp(np.log(x).mean()))
+    u = x / scale
+    log_u = np.log(u)
+    pairs = [(a, b) for i, a in enumerate(PAIR_EXPONENTS) for b in PAIR_EXPONENTS[i + 1:]]
+
+    def solve(s2: float, s3: float) -> tuple[np.ndarray, float]:
+        design = np.c_[u**s2, u**s3, np.ones_like(u)]
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        return coef, float(np.sum((design @ coef - y) ** 2))
+
+    grid = sorted((solve(s2, s3)[1], s2, s3) for s2, s3 in pairs)
+    best = None
+    for _, s2, s3 in grid[:STARTS]:
+        (a2, a3, b), _ = solve(s2, s3)
+        result = least_squares(lambda p: p[0] * u ** p[1] + p[2] * u ** p[3] + p[4] - y, (a2, s2, a3, s3, b),
+                               jac=lambda p: np.c_[u ** p[1], p[0] * u ** p[1] * log_u, u ** p[3],
+                                                   p[2] * u ** p[3] * log_u, np.ones_like(u)],
+                               method="trf", x_scale="jac", max_nfev=MAX_EVALUATIONS,
+                               bounds=([-np.inf, BOUNDS[0], -np.inf, BOUNDS[0], -np.inf],
+                                       [np.inf, BOUNDS[1], np.inf, BOUNDS[1], np.inf]))
+        if best is None or np.sum(result.fun**2) < np.sum(best.fun**2) - 1e-15:
+            best = result
+    assert best is not None
+    a2, s2, a3, s3, b = map(float, best.x)
+    return TwoPowerLaw(a2 * scale ** (-s2), s2, a3 * scale ** (-s3), s3, b, *_quality(best.fun, y))
 
 
 def fit_power(x: np.ndarray, y: np.ndarray) -> PowerLaw:
@@ -85,14 +155,15 @@ def fit_power(x: np.ndarray, y: np.ndarray) -> PowerLaw:
     for _, s0 in grid[:STARTS]:
         a0, b0, _ = solve(s0)
         result = least_squares(lambda p: p[0] * u ** p[1] + p[2] - y, (a0, s0, b0), method="trf",
-                               bounds=([-np.inf, BOUNDS[0], -np.inf], [np.inf, BOUNDS[1], np.inf]), x_scale="jac")
+                               jac=lambda p: np.c_[u ** p[1], p[0] * u ** p[1] * np.log(u), np.ones_like(u)],
+                               bounds=([-np.inf, BOUNDS[0], -np.inf], [np.inf, BOUNDS[1], np.inf]), x_scale="jac",
+                               max_nfev=MAX_EVALUATIONS)
         sse = float(np.sum(result.fun**2))
         if best is None or sse < best[0] - 1e-15:
             best = (sse, *map(float, result.x))
     assert best is not None
     sse, a, s, b = best
-    total = float(np.sum((y - y.mean()) ** 2))
-    return PowerLaw(a * scale ** (-s), s, b, sse / len(y), 1.0 - sse / total if total > 0 else 1.0)
+    return PowerLaw(a * scale ** (-s), s, b, *_quality(a * u**s + b - y, y))
 
 
 def critical_ratio(general: PowerLaw, limit: float) -> float:
@@ -115,6 +186,35 @@ class BudgetFit:
 
 
 @dataclass
+class Trajectory:
+    """One ratio's runs along the token axis: Eq. 6 fits and the turning point T₀ (Eq. 7), in tokens."""
+
+    ratio: float
+    runs: int
+    first: int  # its smallest budget
+    general: TwoPowerLaw
+    domain: PowerLaw | None
+    turning: float | None  # billions of tokens; None: still rising REACH × past the last checkpoint
+
+
+def turning_point(general: TwoPowerLaw, domain: PowerLaw | None, lagrange: float | None, start: float,
+                  stop: float) -> float | None:
+    """Smallest T in [start, stop] (billions) where ``dL_dom/dT + λ·dL_gen/dT ≤ 0`` (Eq. 13, 25)."""
+
+    def slope(t):
+        rise = general.slope(t)
+        return rise if lagrange is None else rise + domain.slope(t) / lagrange  # type: ignore[union-attr]
+
+    grid = np.geomspace(start, stop, 4096)
+    hits = np.flatnonzero(slope(grid) <= 0)
+    if not hits.size:
+        return None
+    if hits[0] == 0:
+        return start
+    return float(brentq(slope, grid[hits[0] - 1], grid[hits[0]], xtol=1e-12 * stop))
+
+
+@dataclass
 class CmrModel:
     """Loss-vs-ratio laws per token budget, the critical ratio at each, and the CMR scaling law across them."""
 
@@ -124,6 +224,8 @@ class CmrModel:
     tolerance: float
     budgets: list[BudgetFit]
     scaling: PowerLaw | None  # Eq. 8 over T in billions of tokens; None with fewer than 3 usable budgets
+    trajectories: list[Trajectory]
+    feasible_scaling: PowerLaw | None  # Eq. 8 through the turning points (T₀, R); None with fewer than 3
 
     def at(self, tokens: int) -> BudgetFit:
         for fit in self.budgets:
@@ -138,16 +240,32 @@ class CmrModel:
             raise UsageError("no domain loss was fitted (give --domain-loss)")
         return law(ratio)
 
-    def critical_at(self, tokens: int) -> tuple[float, str]:
-        """The critical ratio for a budget and how it was obtained (the scaling law, or that budget's runs)."""
+    def tolerable_at(self, tokens: int) -> tuple[float, str]:
+        """Largest ratio within the tolerance (𝔸) at a budget: the scaling law, or that budget's runs."""
         if self.scaling is not None:
-            return float(np.clip(self.scaling(tokens / TOKENS_UNIT), 0.0, 1.0)), "scaling law (Eq. 8)"
+            return float(np.clip(self.scaling(tokens / TOKENS_UNIT), 0.0, 1.0)), "tolerance, scaling law (Eq. 8)"
         known = [b.tokens for b in self.budgets]
         if tokens not in known:
             raise UsageError(
                 f"--budget {tokens:,}: the CMR scaling law needs runs at 3 or more token budgets whose critical "
                 f"ratio lies inside (0, 1); these runs allow only --budget {' or '.join(f'{t}' for t in known)}")
-        return self.at(tokens).critical, "runs at this budget"
+        return self.at(tokens).critical, "tolerance, runs at this budget"
+
+    def feasible_at(self, tokens: int) -> tuple[float, str] | None:
+        """Largest feasible ratio (𝔽) at a budget, from the runs' turning points; None without trajectories."""
+        if self.feasible_scaling is not None:
+            ratio = float(np.clip(self.feasible_scaling(tokens / TOKENS_UNIT), 0.0, 1.0))
+            return ratio, "feasibility, scaling law (Eq. 8) through the turning points"
+        if not self.trajectories:
+            return None
+        turned = [t.ratio for t in self.trajectories if t.turning is not None and t.turning * TOKENS_UNIT <= tokens]
+        return max(turned, default=0.0), "feasibility, largest ratio turned by this budget"
+
+    def critical_at(self, tokens: int) -> tuple[float, str]:
+        """The critical ratio (max of 𝔽 ⊂ 𝔸, Definition 3) and which constraint set it."""
+        tolerable = self.tolerable_at(tokens)
+        feasible = self.feasible_at(tokens)
+        return tolerable if feasible is None or tolerable[0] <= feasible[0] else feasible
 
     def weights(self, ratio: float) -> dict[str, float]:
         return {self.domain: ratio, **{d: (1.0 - ratio) * w for d, w in self.general_share.items()}}
@@ -232,7 +350,29 @@ def fit_cmr(runs: pl.DataFrame, params: CmrParams, general_share: dict[str, floa
     scaling = None
     if len(inside) >= 3:
         scaling = fit_power(np.array([b.tokens for b in inside]) / TOKENS_UNIT, np.array([b.critical for b in inside]))
-    return CmrModel(params.domain, general_share, base_loss, params.tolerance, budgets, scaling)
+    trajectories = fit_trajectories(trained, params)
+    rising = [t for t in trajectories if t.turning is not None and t.turning * TOKENS_UNIT > t.first]
+    feasible_scaling = None
+    if len({t.turning for t in rising}) >= 3:
+        feasible_scaling = fit_power(np.array([t.turning for t in rising]), np.array([t.ratio for t in rising]))
+    return CmrModel(params.domain, general_share, base_loss, params.tolerance, budgets, scaling, trajectories,
+                    feasible_scaling)
+
+
+def fit_trajectories(trained: pl.DataFrame, params: CmrParams) -> list[Trajectory]:
+    """Eq. 6 and the turning point of every ratio with runs at MIN_CHECKPOINTS budgets or more."""
+    if params.lagrange is not None and (params.lagrange <= 0 or "domain" not in trained.columns):
+        raise UsageError("--lagrange must be > 0 and needs --domain-loss")
+    trajectories = []
+    for (ratio,), group in trained.group_by("ratio", maintain_order=True):
+        if group["tokens"].n_unique() < MIN_CHECKPOINTS:
+            continue
+        t = group["tokens"].to_numpy() / TOKENS_UNIT
+        general = fit_two_power(t, group["general"].to_numpy())
+        domain = fit_power(t, group["domain"].to_numpy()) if "domain" in group.columns else None
+        turning = turning_point(general, domain, params.lagrange, t.min(), REACH * t.max())
+        trajectories.append(Trajectory(float(ratio), group.height, int(group["tokens"].min()), general, domain, turning))
+    return sorted(trajectories, key=lambda t: t.ratio)
 
 
 def cmr_tool(params: CmrParams, mixtures: str, results: str, output: str) -> tuple[dict, list[str]]:
@@ -243,12 +383,20 @@ def cmr_tool(params: CmrParams, mixtures: str, results: str, output: str) -> tup
     if budget <= 0:
         raise UsageError("--budget must be > 0")
     ratio, how = model.critical_at(budget)
+    tolerable, feasible = model.tolerable_at(budget)[0], model.feasible_at(budget)
     weights = {d: round(w, 6) for d, w in model.weights(ratio).items()}
     document = {
         "target": params.general_loss, "domain": params.domain, "critical_ratio": round(ratio, 6), "budget": budget,
         "method": how, "extrapolated": not model.budgets[0].tokens <= budget <= model.budgets[-1].tokens,
         "tolerance": params.tolerance, "base_loss": round(model.base_loss, 6),
         "scaling_law": {**model.scaling.to_dict(), "tokens_unit": TOKENS_UNIT} if model.scaling else None,
+        "tolerable_ratio": round(tolerable, 6), "feasible_ratio": round(feasible[0], 6) if feasible else None,
+        "lagrange": params.lagrange,
+        "feasible_scaling_law": {**model.feasible_scaling.to_dict(), "tokens_unit": TOKENS_UNIT}
+        if model.feasible_scaling else None,
+        "trajectories": [{"ratio": round(t.ratio, 6), "runs": t.runs,
+                          "turning_tokens": round(t.turning * TOKENS_UNIT) if t.turning is not None else None,
+                          "general": t.general.to_dict()} for t in model.trajectories],
         "budgets": [{"tokens": b.tokens, "runs": b.runs, "critical_ratio": round(b.critical, 6),
                      "general": b.general.to_dict(), **({"domain": b.domain.to_dict()} if b.domain else {})}
                     for b in model.budgets],
@@ -260,8 +408,12 @@ def cmr_tool(params: CmrParams, mixtures: str, results: str, output: str) -> tup
     lines = [f"{'tokens':>16}  {'runs':>5}  {'critical ratio':>14}  general-loss law (α·R^s + β, R²)"]
     lines += [f"{b.tokens:>16,}  {b.runs:>5}  {b.critical:>14.4f}  {b.general.alpha:.4g}·R^{b.general.s:.3f} + "
               f"{b.general.beta:.4g} (R² {b.general.r2:.4f})" for b in model.budgets]
-    if model.scaling is not None:
-        law = model.scaling
-        lines.append(f"CMR scaling law: R = {law.alpha:.4g}·T^{law.s:.4f} + {law.beta:.4g} (T in 1e9 tokens, R² {law.r2:.4f})")
+    for name, law in (("tolerance", model.scaling), ("turning points", model.feasible_scaling)):
+        if law is not None:
+            lines.append(f"CMR scaling law ({name}): R = {law.alpha:.4g}·T^{law.s:.4f} + {law.beta:.4g} "
+                         f"(T in 1e9 tokens, R² {law.r2:.4f})")
+    lines += [f"ratio {t.ratio:.4f}: general loss turns at "
+              + (f"{t.turning * TOKENS_UNIT:,.0f} tokens" if t.turning is not None else "none within reach")
+              for t in model.trajectories]
     lines.append(f"critical ratio of {params.domain} at {budget:,} tokens: {ratio:.4f} ({how}) → {output}")
     return {"stage": "mix cmr", "output": output, **document}, lines
