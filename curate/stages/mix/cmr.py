@@ -375,6 +375,10 @@ def fit_trajectories(trained: pl.DataFrame, params: CmrParams) -> list[Trajector
     return sorted(trajectories, key=lambda t: t.ratio)
 
 
+def _formula(law: PowerLaw, x: str) -> str:
+    return f"{law.alpha:.4g}·{x}^{law.s:.3f} {'-' if law.beta < 0 else '+'} {abs(law.beta):.4g}"
+
+
 def cmr_tool(params: CmrParams, mixtures: str, results: str, output: str) -> tuple[dict, list[str]]:
     """`curate mix cmr`: fit, predict the critical ratio for --budget, write weights YAML for `mix apply`."""
     runs, general_share = load_runs(mixtures, results, params)
@@ -406,12 +410,11 @@ def cmr_tool(params: CmrParams, mixtures: str, results: str, output: str) -> tup
               f"keeping {params.general_loss} within {params.tolerance} of {model.base_loss:.4f}\n")
     write_text_atomic(output, header + yaml.safe_dump(document, sort_keys=False))
     lines = [f"{'tokens':>16}  {'runs':>5}  {'critical ratio':>14}  general-loss law (α·R^s + β, R²)"]
-    lines += [f"{b.tokens:>16,}  {b.runs:>5}  {b.critical:>14.4f}  {b.general.alpha:.4g}·R^{b.general.s:.3f} + "
-              f"{b.general.beta:.4g} (R² {b.general.r2:.4f})" for b in model.budgets]
+    lines += [f"{b.tokens:>16,}  {b.runs:>5}  {b.critical:>14.4f}  {_formula(b.general, 'R')} (R² {b.general.r2:.4f})"
+              for b in model.budgets]
     for name, law in (("tolerance", model.scaling), ("turning points", model.feasible_scaling)):
         if law is not None:
-            lines.append(f"CMR scaling law ({name}): R = {law.alpha:.4g}·T^{law.s:.4f} + {law.beta:.4g} "
-                         f"(T in 1e9 tokens, R² {law.r2:.4f})")
+            lines.append(f"CMR scaling law ({name}): R = {_formula(law, 'T')} (T in 1e9 tokens, R² {law.r2:.4f})")
     lines += [f"ratio {t.ratio:.4f}: general loss turns at "
               + (f"{t.turning * TOKENS_UNIT:,.0f} tokens" if t.turning is not None else "none within reach")
               for t in model.trajectories]
