@@ -6,13 +6,16 @@ From proxy runs (a mixture, a token budget, the general and domain losses after 
 
 1. at each token budget T, fit the paper's loss-vs-ratio law (its Sec. 5.1) ``L(R) = α·R^s + β`` to the
    general loss (and to the domain loss), over the runs with a domain share R in (0, 1];
-2. the critical ratio at T is the largest R in [0, 1] with ``L_gen(R) ≤ L_gen(base) + ε`` (the paper's set 𝔸,
-   Eq. 1 and Definition 3; ε = 0.05);
-3. across budgets, fit the CMR scaling law (Eq. 8) ``R_CMR(T) = α₄·T^s₄ + β₃`` and read it at the budget asked
-   for. With fewer than three budgets, the budget asked for must be one of the runs'.
+2. the tolerable ratio at T is the largest R in [0, 1] with ``L_gen(R) ≤ L_gen(base) + ε`` (the paper's set 𝔸,
+   Eq. 1; ε = 0.05); across budgets, the CMR scaling law (Eq. 8) ``R(T) = α₄·T^s₄ + β₃`` is fitted to it;
+3. for each ratio with a trajectory (checkpoints at several budgets), fit Eq. 6 to its losses over T and find
+   the turning point T₀ where ``dL_dom/dT + λ·dL_gen/dT`` reaches 0 (Eq. 7; λ → ∞ by default: the general
+   loss stops rising); the ratio is feasible (𝔽) from T₀ on, and Eq. 8 through the points (T₀, R) gives the
+   feasible ratio at any T;
+4. the critical ratio (Definition 3, max of 𝔽 ⊂ 𝔸) is the smaller of the two at the budget asked for.
 
-Every fit is a least-squares fit of the same three-parameter form, deterministic: a grid of exponents (α and β
-solved exactly for each), then scipy's bounded least squares from the best few.
+Every fit is least squares and deterministic: a grid of exponents (the linear coefficients solved exactly for
+each), then scipy's bounded least squares from the best few.
 """
 
 from __future__ import annotations
@@ -73,9 +76,6 @@ class PowerLaw:
     def slope(self, x: np.ndarray) -> np.ndarray:
         return self.alpha * self.s * np.power(x, self.s - 1)
 
-    def to_dict(self) -> dict:
-        return {k: float(f"{v:.6g}") for k, v in vars(self).items()}
-
 
 @dataclass(frozen=True)
 class TwoPowerLaw:
@@ -96,8 +96,10 @@ class TwoPowerLaw:
     def slope(self, x: np.ndarray) -> np.ndarray:
         return self.a2 * self.s2 * x ** (self.s2 - 1) + self.a3 * self.s3 * x ** (self.s3 - 1)
 
-    def to_dict(self) -> dict:
-        return {k: float(f"{v:.6g}") for k, v in vars(self).items()}
+
+def _as_dict(law: PowerLaw | TwoPowerLaw) -> dict:
+    """A law's parameters and fit quality for the YAML, to 6 significant digits."""
+    return {k: float(f"{v:.6g}") for k, v in vars(law).items()}
 
 
 def _quality(residuals: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -108,8 +110,8 @@ def _quality(residuals: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def fit_two_power(x: np.ndarray, y: np.ndarray) -> TwoPowerLaw:
     """Least-squares Eq. 6 for the general loss: exponent pairs on a grid, then refinement from the best."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(np.unique(x)) < 6:
-        raise UsageError(f"the two-term law needs at least 6 distinct token budgets, got {len(np.unique(x))}")
+    if len(np.unique(x)) < MIN_CHECKPOINTS:
+        raise UsageError(f"the two-term law needs at least {MIN_CHECKPOINTS} distinct token budgets, got {len(np.unique(x))}")
     scale = float(np.exp(np.log(x).mean()))
     u = x / scale
     log_u = np.log(u)
@@ -393,16 +395,16 @@ def cmr_tool(params: CmrParams, mixtures: str, results: str, output: str) -> tup
         "target": params.general_loss, "domain": params.domain, "critical_ratio": round(ratio, 6), "budget": budget,
         "method": how, "extrapolated": not model.budgets[0].tokens <= budget <= model.budgets[-1].tokens,
         "tolerance": params.tolerance, "base_loss": round(model.base_loss, 6),
-        "scaling_law": {**model.scaling.to_dict(), "tokens_unit": TOKENS_UNIT} if model.scaling else None,
+        "scaling_law": {**_as_dict(model.scaling), "tokens_unit": TOKENS_UNIT} if model.scaling else None,
         "tolerable_ratio": round(tolerable, 6), "feasible_ratio": round(feasible[0], 6) if feasible else None,
         "lagrange": params.lagrange,
-        "feasible_scaling_law": {**model.feasible_scaling.to_dict(), "tokens_unit": TOKENS_UNIT}
+        "feasible_scaling_law": {**_as_dict(model.feasible_scaling), "tokens_unit": TOKENS_UNIT}
         if model.feasible_scaling else None,
         "trajectories": [{"ratio": round(t.ratio, 6), "runs": t.runs,
                           "turning_tokens": round(t.turning * TOKENS_UNIT) if t.turning is not None else None,
-                          "general": t.general.to_dict()} for t in model.trajectories],
+                          "general": _as_dict(t.general)} for t in model.trajectories],
         "budgets": [{"tokens": b.tokens, "runs": b.runs, "critical_ratio": round(b.critical, 6),
-                     "general": b.general.to_dict(), **({"domain": b.domain.to_dict()} if b.domain else {})}
+                     "general": _as_dict(b.general), **({"domain": _as_dict(b.domain)} if b.domain else {})}
                     for b in model.budgets],
         "weights": weights,
     }
