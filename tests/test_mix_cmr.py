@@ -291,3 +291,14 @@ def test_bad_mixtures_and_usage_errors(tmp_path):
     assert out.exit_code == 2 and "3 or more token budgets" in out.output
     out = _cmr("--mixtures", mixtures, "--domain", "web", *args)  # the largest budget of the runs
     assert out.exit_code == 0 and json.loads(out.stdout.strip().splitlines()[-1])["method"] == "tolerance, runs at this budget"
+
+
+def test_results_without_tokens_take_run_tokens(tmp_path):
+    """`mix proxy` writes no tokens column: --run-tokens gives every run's budget."""
+    mixtures, results = _write(tmp_path, synthetic_runs(budgets=[1_000_000_000]))
+    pl.read_csv(results).drop("tokens").write_csv(results)
+    out = _cmr("--mixtures", mixtures, "--results", results, "--domain", "web", "--general-loss", "loss/general",
+               "--base-loss", str(BASE), "--run-tokens", "1000000000", "-o", str(tmp_path / "w.yaml"))
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["budget"] == 1_000_000_000 and summary["critical_ratio"] == pytest.approx(0.25, abs=0.005)

@@ -305,12 +305,14 @@ def load_runs(mixtures: str, results: str, params: CmrParams) -> tuple[pl.DataFr
             raise InputError(results, "tokens must be whole numbers ≥ 0", row=int(bad[0]) + 2,
                              column=params.tokens_column)
     elif params.run_tokens is not None:
+        if params.run_tokens <= 0:
+            raise UsageError("--run-tokens must be > 0")
         tokens = np.full(frame.height, float(params.run_tokens))
     else:
         raise InputError(results, "no tokens column (or give --run-tokens N for runs of N tokens each)",
                          column=params.tokens_column)
-    position = {int(i): row for row, i in enumerate(index)}
-    rows = np.array([position[int(i)] for i in frame[INDEX]], dtype=np.int64)
+    order = np.argsort(index, kind="stable")
+    rows = order[np.searchsorted(index[order], frame[INDEX].to_numpy())]  # each result's mixture row
     d = names.index(params.domain)
     runs = pl.DataFrame({
         "ratio": weights[rows, d], "tokens": tokens.astype(np.int64),
