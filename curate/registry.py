@@ -199,6 +199,20 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
         "  curate pii data/ -o out --ip-replacements 192.0.2.1,198.51.100.1\n",
     ),
     StageSpec(
+        "urlfilter", ("urlfilter",), "curate.stages.urlfilter:UrlFilterParams",
+        stage="curate.stages.urlfilter:UrlFilterStage",
+        help="Remove documents by URL, as datatrove's URLFilter: block lists of domains (subdomains included) "
+        "and URLs (UT1 lists, hosts files), allow lists that always win, banned words, soft-banned words and "
+        "banned subwords; --mode annotate adds url_blocked_reason. See docs/filters.md.",
+        examples="Examples:\n\n\b\n  curate urlfilter data/ -o out/url --block ut1/adult/domains,ut1/adult/urls\n"
+        "  curate urlfilter data/ -o out/url --block hosts.txt --allow allow.txt --rejected out/url-rejected\n"
+        "  curate urlfilter data/ -o out/url --banned-words banned.txt --soft-banned-words soft.txt "
+        "--soft-threshold 2\n  curate urlfilter data/ -o out/url --block domains.gz --mode annotate "
+        "--url-column source_url\n",
+        options=(Argument("rejected", str | None, None, ("--rejected",),
+                          "Also write removed documents here, with url_blocked_reason."),),
+    ),
+    StageSpec(
         "dedup-exact", ("dedup", "exact"), "curate.stages.dedup.params:ExactParams",
         passes="curate.stages.dedup.passes:exact_stage",
         help="Keep the first document (input order) of each group with an equal key; add dup_count (group "

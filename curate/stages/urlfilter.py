@@ -1,0 +1,283 @@
+"""URL filtering as datatrove's ``URLFilter`` does it, on user-supplied block and allow lists.
+
+A document is removed, in this order of reasons, when
+
+- ``blocked_domain``: its host or any parent domain of it (``a.b.example.com`` → ``b.example.com``,
+  ``example.com``, ``com``) is on a block list;
+- ``blocked_url``: the URL, or a prefix of it ending at a path segment, is on a block list (scheme and a
+  leading ``www.`` are ignored on both sides, as squidGuard does for UT1's ``urls`` files);
+- ``banned_word``: a word of ``--banned-words`` is one of the URL's words (maximal runs of ASCII letters
+  and digits, as datatrove splits them: case is kept, so a list word, lowercased like datatrove's, matches
+  only lowercase occurrences);
+- ``soft_banned_words``: at least ``--soft-threshold`` distinct words of ``--soft-banned-words`` are;
+- ``banned_subword``: an entry of ``--banned-subwords`` occurs anywhere in the URL with everything but
+  ASCII letters and digits removed and lowercased (datatrove's ``normalize``).
+
+A URL whose host (or a parent domain) or URL prefix is on an allow list is always kept. A document whose
+URL is null or empty is kept and counted as ``no_url``. Hosts are lowercased and lose their port, user
+info and trailing dot. Datatrove matches only the registered domain (from the public suffix list) and the
+full host, case-sensitively; every decision it takes is taken here too, and the differences are that
+intermediate domains on a list (``b.example.com`` for ``a.b.example.com``), IP addresses and upper-case
+hosts also match here. Membership tests on domain and URL lists are hash lookups (XXH64, verified on the
+string) of every host suffix and path prefix of a batch at once; word lists are matched with polars
+(``is_in`` on the URL's words; Aho–Corasick ``contains_any`` for subwords).
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.hashing import hash_strings
+from curate.io.errors import InputError, UsageError
+from curate.io.inputs import Columns
+from curate.io.output import file_checksum
+from curate.params import option
+from curate.stages.base import MapStage, StageOutput
+
+REASONS = ("blocked_domain", "blocked_url", "banned_word", "soft_banned_words", "banned_subword")
+REASON_COLUMN = "url_blocked_reason"
+_SEED = 0x5EED_0F_0A11
+_SCHEME = r"^[a-zA-Z][a-zA-Z0-9+.\-]*://"
+_HOSTS_ADDRESSES = r"^(?:0\.0\.0\.0|127\.0\.0\.1|255\.255\.255\.255|::1?|fe80::1%lo0|ff0\d::\d+)\s+"
+_NON_WORD = r"[^a-zA-Z0-9]+"
+
+
+@dataclass
+class UrlFilterParams:
+    block: list[str] = option([], "Block lists (comma-separated files): UT1 domains/urls files, hosts files, "
+                              "one domain or URL a line, # comments.")
+    allow: list[str] = option([], "Allow lists (comma-separated files, same formats): always kept.")
+    banned_words: str | None = option(None, "File of words: a URL with one of them as a whole word is removed.")
+    soft_banned_words: str | None = option(None, "File of words: a URL with --soft-threshold of them is removed.")
+    soft_threshold: int = option(2, "Distinct soft-banned words that remove a URL (datatrove's default: 2).")
+    banned_subwords: str | None = option(None, "File of strings removed when found anywhere in the URL with "
+                                         "non-alphanumerics removed and lowercased.")
+    url_column: str = option("url", "Column holding the URL.")
+    mode: str = option("filter", "filter: drop blocked documents. annotate: keep all, add url_blocked_reason.",
+                       choices=["filter", "annotate"])
+
+
+def read_lines(path: str, flag: str) -> list[str]:
+    """A list file's lines (``.gz`` is decompressed; bytes that are not UTF-8 are replaced)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot read ({exc.strerror})") from None
+    if path.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise UsageError(f"{flag} {path}: not a readable gzip file ({exc})") from None
+    return raw.decode("utf-8", errors="replace").splitlines()
+
+
+def parse_entries(lines: list[str]) -> tuple[pl.Series, pl.Series]:
+    """(domains, URL prefixes) of a block or allow list, normalised as URLs are.
+
+    ``#`` starts a comment; a hosts-file line (``0.0.0.0 ads.example.com other.example.com``) gives its
+    names, less those without a dot (``localhost``); an entry with a ``/`` after its scheme is a URL.
+    """
+    lines_series = pl.Series(lines, dtype=pl.String).str.replace(r"#.*$", "").str.strip_chars()
+    is_hosts = lines_series.str.contains(_HOSTS_ADDRESSES)
+    names = (lines_series.filter(is_hosts).str.replace(_HOSTS_ADDRESSES, "").str.split(" ").explode()
+             .str.strip_chars())
+    names = names.filter(names.str.contains(r"\."))
+    entries = pl.concat([lines_series.filter(~is_hosts), names]).str.replace(_SCHEME, "")
+    entries = entries.filter(entries.str.len_chars() > 0)
+    is_url = entries.str.contains("/")
+    domains = normalize_host(entries.filter(~is_url).str.strip_prefix("*.").str.strip_prefix("."))
+    urls = url_key(entries.filter(is_url))
+    return domains.filter(domains.str.len_chars() > 0).unique(), urls.filter(urls.str.len_chars() > 0).unique()
+
+
+def normalize_host(hosts: pl.Series) -> pl.Series:
+    return hosts.str.to_lowercase().str.strip_chars_end(".")
+
+
+def split_url(urls: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """(host, rest) of each URL, with or without a scheme: the host lowercased without user info, port or
+    trailing dot; the rest is the path, query and fragment."""
+    parts = urls.str.replace(_SCHEME, "").str.extract_groups(r"^(?:[^@/?#]*@)?([^:/?#]*)(?::[0-9]*)?(.*)$")
+    return normalize_host(parts.struct.field("1").fill_null("")), parts.struct.field("2").fill_null("")
+
+
+def url_key(urls: pl.Series) -> pl.Series:
+    """What URL lists are matched on: host without ``www.``, then the path, without the fragment and
+    trailing slashes."""
+    host, rest = split_url(urls)
+    return (host.str.strip_prefix("www.") + rest.str.replace(r"#.*$", "")).str.strip_chars_end("/")
+
+
+class StringSet:
+    """A large set of strings (millions of domains) for vectorised membership: sorted XXH64 hashes, each hit
+    verified against the string itself."""
+
+    def __init__(self, values: pl.Series):
+        values = values.unique().sort()
+        hashes = hash_strings(values.to_arrow().cast(pa.string()), _SEED)
+        order = np.argsort(hashes, kind="stable")
+        self.hashes = hashes[order]
+        self.values = values.gather(order)
+        self.max_dots = int(values.str.count_matches(r"\.").max() or 0) if len(values) else 0
+        self.max_slashes = int(values.str.count_matches("/").max() or 0) if len(values) else 0
+        self.max_repeats = int(np.unique(self.hashes, return_counts=True)[1].max()) if len(values) else 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def contains(self, candidates: pl.Series) -> np.ndarray:
+        """Whether each candidate (null: no) is in the set."""
+        result = np.zeros(len(candidates), dtype=bool)
+        if not len(self) or not len(candidates):
+            return result
+        hashes = hash_strings(candidates.to_arrow().cast(pa.string()), _SEED)
+        where = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        hit = np.flatnonzero((self.hashes[where] == hashes) & candidates.is_not_null().to_numpy())
+        if len(hit):  # a hash may repeat (a collision): compare with each string of that hash
+            for offset in range(self.max_repeats):
+                at = np.minimum(where[hit] + offset, len(self.hashes) - 1)
+                same = (self.hashes[at] == hashes[hit]) & (self.values.gather(at) == candidates.gather(hit)).to_numpy()
+                result[hit[same]] = True
+        return result
+
+
+@dataclass
+class UrlList:
+    """The domains and URL prefixes of some list files."""
+
+    domains: StringSet
+    urls: StringSet
+
+    @classmethod
+    def load(cls, paths: list[str], flag: str) -> UrlList:
+        domains, urls = zip(*(parse_entries(read_lines(path, flag)) for path in paths), strict=True) if paths \
+            else ([pl.Series([], dtype=pl.String)], [pl.Series([], dtype=pl.String)])
+        return cls(StringSet(pl.concat(domains)), StringSet(pl.concat(urls)))
+
+    def domain_hits(self, hosts: pl.Series) -> np.ndarray:
+        """Whether the host or one of its parent domains is listed (one lookup per suffix length)."""
+        hit = np.zeros(len(hosts), dtype=bool)
+        if not len(self.domains):
+            return hit
+        labels = hosts.str.split(".")
+        for k in range(1, self.domains.max_dots + 2):
+            hit |= self.domains.contains(labels.list.slice(-k, k).list.join("."))  # short hosts: whole host again
+        return hit
+
+    def url_hits(self, keys: pl.Series) -> np.ndarray:
+        """Whether the URL key or a prefix of it ending at a path segment is listed."""
+        if not len(self.urls):
+            return np.zeros(len(keys), dtype=bool)
+        hit = self.urls.contains(keys)
+        for k in range(1, self.urls.max_slashes + 1):
+            hit |= self.urls.contains(keys.str.extract(rf"^((?:[^/]*/){{{k}}}[^/?#]*)", 1))
+        return hit
+
+
+def word_list(path: str | None, flag: str) -> list[str]:
+    """A word list as datatrove reads it: ``#`` lines skipped, each entry lowercased with everything but
+    ASCII letters and digits removed (blank entries, which would match nothing meaningful, are dropped)."""
+    if path is None:
+        return []
+    words = pl.Series([line for line in read_lines(path, flag) if not line.startswith("#")], dtype=pl.String)
+    words = words.str.replace_all(_NON_WORD, "").str.to_lowercase()
+    return words.filter(words.str.len_chars() > 0).unique().sort().to_list()
+
+
+class UrlFilterStage(MapStage):
+    """Removes (or annotates) documents whose URL a block list, a banned word or subword matches."""
+
+    name = "urlfilter"
+    empty_hint = "--block, --banned-words and --soft-threshold"
+
+    def __init__(self, params: UrlFilterParams):
+        super().__init__(params)
+        if params.soft_threshold < 1:
+            raise UsageError("--soft-threshold must be ≥ 1")
+        self.files = {"block": params.block, "allow": params.allow,
+                      "banned_words": [params.banned_words] if params.banned_words else [],
+                      "soft_banned_words": [params.soft_banned_words] if params.soft_banned_words else [],
+                      "banned_subwords": [params.banned_subwords] if params.banned_subwords else []}
+        if not any(self.files[k] for k in ("block", "banned_words", "soft_banned_words", "banned_subwords")):
+            raise UsageError("nothing to filter on: give --block, --banned-words, --soft-banned-words or "
+                             "--banned-subwords")
+        for key, paths in self.files.items():
+            for path in paths:
+                if not Path(path).is_file():
+                    raise UsageError(f"--{key.replace('_', '-')} {path}: no such file")
+
+    def identity(self) -> dict:
+        return {"list_checksums": {key: [file_checksum(p) for p in paths] for key, paths in self.files.items()}}
+
+    def setup(self) -> None:
+        if hasattr(self, "block"):
+            return
+        p = self.params
+        self.block = UrlList.load(p.block, "--block")
+        self.allow = UrlList.load(p.allow, "--allow")
+        self.banned = word_list(p.banned_words, "--banned-words")
+        self.soft = word_list(p.soft_banned_words, "--soft-banned-words")
+        self.subwords = word_list(p.banned_subwords, "--banned-subwords")
+
+    def reasons(self, urls: pl.Series) -> tuple[pl.Series, np.ndarray]:
+        """The removal reason of each URL (null: kept) and which URLs an allow list kept."""
+        self.setup()
+        present = (urls.is_not_null() & (urls.str.len_chars() > 0)).to_numpy()
+        urls = urls.fill_null("")
+        host, _ = split_url(urls)
+        keys = url_key(urls)
+        checks = [self.block.domain_hits(host), self.block.url_hits(keys)]
+        words = pl.DataFrame({"row": np.arange(len(urls)), "word": urls.str.extract_all(r"[a-zA-Z0-9]+")})
+        words = words.explode("word").drop_nulls("word").unique()
+        for vocabulary, minimum in ((self.banned, 1), (self.soft, self.params.soft_threshold)):
+            counts = np.zeros(len(urls), dtype=np.int64)
+            if vocabulary:
+                rows = words.filter(pl.col("word").is_in(vocabulary))["row"].to_numpy()
+                counts = np.bincount(rows, minlength=len(urls))
+            checks.append(counts >= minimum)
+        checks.append(
+            urls.str.replace_all(_NON_WORD, "").str.to_lowercase().str.contains_any(self.subwords).to_numpy()
+            if self.subwords else np.zeros(len(urls), dtype=bool)
+        )
+        blocked = np.column_stack(checks) & present[:, None]
+        allowed = self.allow.domain_hits(host) | self.allow.url_hits(keys)
+        first = np.where(blocked.any(axis=1) & ~allowed, np.argmax(blocked, axis=1), len(REASONS))
+        reason = pl.Series(REASON_COLUMN, [*REASONS, None], dtype=pl.String).gather(first)
+        return reason, allowed & blocked.any(axis=1)
+
+    def process(self, batch: pa.RecordBatch, columns: Columns) -> StageOutput:
+        name = self.params.url_column
+        if name not in batch.schema.names:
+            raise InputError(self.source or "input", f"no URL column (columns: {', '.join(batch.schema.names)}; "
+                             "see --url-column)", column=name)
+        column = pl.from_arrow(batch.column(name))
+        if column.dtype not in (pl.String, pl.Categorical, pl.Null):
+            raise InputError(self.source or "input", f"expected URLs as strings, found {column.dtype}", column=name)
+        urls = column.cast(pl.String)
+        reason, overridden = self.reasons(urls)
+        removed = reason.value_counts().drop_nulls()
+        counters: dict = {
+            "removed": {} if self.params.mode == "annotate" else dict(removed.iter_rows()),
+            "no_url": int((urls.is_null() | (urls.str.len_chars() == 0)).sum()),
+            "allowed_over_block": int(overridden.sum()),
+        }
+        if self.params.mode == "annotate":
+            counters["blocked"] = dict(removed.iter_rows())
+            return StageOutput(_with_column(batch, reason.to_arrow()), None, counters)
+        keep = reason.is_null().to_arrow()
+        rejected = _with_column(batch, reason.to_arrow()).filter(pc.invert(keep))
+        return StageOutput(batch.filter(keep), rejected, counters)
+
+
+def _with_column(batch: pa.RecordBatch, values: pa.Array) -> pa.RecordBatch:
+    values = values.cast(pa.string())
+    if REASON_COLUMN in batch.schema.names:
+        return batch.set_column(batch.schema.get_field_index(REASON_COLUMN), REASON_COLUMN, values)
+    return batch.append_column(REASON_COLUMN, values)
