@@ -213,6 +213,18 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
                           "Also write removed documents here, with url_blocked_reason."),),
     ),
     StageSpec(
+        "filter", ("filter",), "curate.stages.filter:FilterParams", stage="curate.stages.filter:FilterStage",
+        help="Keep the documents for which --expr holds: a condition over columns that annotating stages wrote "
+        "(q_*, lang_score, quality_score, dup_cluster_size, quality_reasons), so thresholds change without "
+        "recomputing; removals are counted per top-level 'and' clause. Grammar: docs/filters.md.",
+        examples="Examples:\n\n\b\n  curate filter annotated/ -o out --expr 'lang == \"en\" and lang_score >= 0.7'\n"
+        "  curate filter annotated/ -o out --expr 'q_word_count >= 50 and not "
+        "quality_reasons.list.contains(\"c4:curly_bracket\")' --drop-columns 'q_*,quality_reasons'\n"
+        "  curate filter scored/ -o out --expr 'quality_score > 0.5 or url.str.contains(\"wikipedia.org\")' "
+        "--rejected low\n",
+        options=(REJECTED,), io=tuple(n for n in IO_ALL if n != "drop_columns"),
+    ),
+    StageSpec(
         "dedup-exact", ("dedup", "exact"), "curate.stages.dedup.params:ExactParams",
         passes="curate.stages.dedup.passes:exact_stage",
         help="Keep the first document (input order) of each group with an equal key; add dup_count (group "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -68,8 +69,9 @@ def datatrove_worker(urls_path: str, lists: str, out_path: str, threshold: str) 
         reasons.append(None if result is True else REASON_NAMES[result[1]])
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    registered = [url_filter.tldextractor(url).top_domain_under_public_suffix for url in urls]
     Path(out_path).write_text(json.dumps({"setup_seconds": setup, "seconds": seconds, "peak_rss_mb": peak_mb,
-                                          "reasons": reasons}))
+                                          "reasons": reasons, "registered_domains": registered}))
 
 
 def run_datatrove(bench_python: str, urls: Path, lists: Path, out: Path, threshold: int) -> dict:
@@ -86,6 +88,45 @@ def curate_flags(lists: Path, threshold: int) -> list[str]:
         if (lists / LIST_FILES[name]).exists():
             flags += [f"--{name.replace('_', '-')}", str(lists / LIST_FILES[name])]
     return flags
+
+
+def curate_in_process(urls: list[str], lists: Path, threshold: int, batch: int = 10_000) -> tuple[float, float]:
+    """Seconds to load the lists and to decide every URL, in this process (one thread)."""
+    import polars as pl
+
+    from curate.stages.urlfilter import UrlFilterParams, UrlFilterStage
+
+    files = {n: str(lists / LIST_FILES[n]) for n in LIST_FILES if (lists / LIST_FILES[n]).exists()}
+    stage = UrlFilterStage(UrlFilterParams(block=[files[n] for n in ("domains", "urls") if n in files],
+                                           banned_words=files.get("banned_words"),
+                                           soft_banned_words=files.get("soft_banned_words"),
+                                           banned_subwords=files.get("banned_subwords"), soft_threshold=threshold))
+    started = time.perf_counter()
+    stage.setup()
+    loaded = time.perf_counter()
+    column = pl.Series(urls)
+    for start in range(0, len(urls), batch):
+        stage.reasons(column.slice(start, batch))
+    return loaded - started, time.perf_counter() - loaded
+
+
+def intermediate_domain(urls: list[str], registered: list[str], lists: Path) -> list[bool]:
+    """Whether a listed domain of each URL's host is an intermediate one: neither the host itself nor its
+    registered domain (what datatrove looks up), e.g. ``x.blogspot.co.nz`` for ``www.x.blogspot.co.nz``."""
+    import polars as pl
+
+    from curate.stages.urlfilter import StringSet, UrlList, parse_entries, read_lines, split_url
+
+    domains, _ = parse_entries(read_lines(str(lists / "domains"), "--block"))
+    listed = set(domains.to_list())
+    hosts, _ = split_url(pl.Series(urls))
+    result = []
+    for host, top in zip(hosts.to_list(), registered, strict=True):
+        labels = host.split(".")
+        parents = {".".join(labels[i:]) for i in range(1, len(labels))}
+        result.append(bool((parents & listed) - {top}) and host not in listed and top not in listed)
+    assert UrlList(StringSet(domains), StringSet(pl.Series([], dtype=pl.String))).domain_hits(hosts).any()
+    return result
 
 
 def curate_reasons(out: Path) -> list[str | None]:
@@ -186,6 +227,10 @@ def main() -> None:
         theirs_run = run_measured([args.bench_python, __file__, "--datatrove-worker", str(tmp / "urls.parquet"),
                                    str(lists), str(tmp / "dt.json"), "2"])
         theirs = json.loads((tmp / "dt.json").read_text())
+        load_seconds, decide_seconds = curate_in_process(urls, lists, 2)
+        kinds = intermediate_domain([u for u, a, b in zip(urls, mine, theirs["reasons"], strict=True) if a and not b],
+                                    [r for r, a, b in zip(theirs["registered_domains"], mine, theirs["reasons"],
+                                                          strict=True) if a and not b], lists)
     agree = sum((a is None) == (b is None) for a, b in zip(mine, theirs["reasons"], strict=True))
     same_reason = sum(a == b for a, b in zip(mine, theirs["reasons"], strict=True))
     only_curate = [u for u, a, b in zip(urls, mine, theirs["reasons"], strict=True) if a and not b]
@@ -198,9 +243,18 @@ def main() -> None:
     print(f"{'datatrove URLFilter, filter only':<44}{n / theirs['seconds']:>12,.0f}{theirs['seconds']:>10.2f}")
     print(f"{'curate urlfilter, 1 core, whole command':<44}{n / ours.seconds:>12,.0f}{ours.seconds:>10.2f}"
           f"{ours.peak_rss_kb / 1024:>13.0f}{dt_total / ours.seconds:>14.1f}")
-    print(f"  curate in-stage seconds: {stats.get('seconds', 0):.2f}; blocked: {stats.get('blocked')}")
+    print(f"{'curate urlfilter, 1 thread, in-process':<44}{n / (load_seconds + decide_seconds):>12,.0f}"
+          f"{load_seconds + decide_seconds:>10.2f}{'':>13}{dt_total / (load_seconds + decide_seconds):>14.1f}")
+    print(f"{'curate urlfilter, 1 thread, filter only':<44}{n / decide_seconds:>12,.0f}{decide_seconds:>10.2f}"
+          f"{'':>13}{theirs['seconds'] / decide_seconds:>14.1f}  (vs datatrove filter only)")
+    print(f"  list loading: curate {load_seconds:.2f} s, datatrove {theirs['setup_seconds']:.2f} s; "
+          f"curate blocked: {stats.get('blocked')}")
     print(f"\nkeep/remove agreement: {100 * agree / n:.3f}% of {n:,} URLs; same reason: {100 * same_reason / n:.3f}%")
-    print(f"removed by curate only: {len(only_curate)}, e.g. {only_curate[:5]}")
+    others = [u for u, k in zip(only_curate, kinds, strict=True) if not k]
+    ip_hosts = [u for u in others if re.match(r"^[a-z]+://[0-9.]+(?:[:/]|$)", u)]
+    print(f"removed by curate only: {len(only_curate)}, of which {sum(kinds)} through an intermediate listed "
+          f"domain and {len(ip_hosts)} listed IP addresses (docs/filters.md), e.g. {only_curate[:3]}")
+    print(f"  others: {[u for u in others if u not in ip_hosts][:10]}")
     print(f"removed by datatrove only: {len(only_datatrove)}, e.g. {only_datatrove[:5]}")
     print(f"load after: {os.getloadavg()}", file=sys.stderr)
 

@@ -71,9 +71,9 @@ def test_subdomains_words_soft_threshold_and_allow(tmp_path: Path):
 
 
 def test_hosts_and_ut1_formats():
-    domains, urls = parse_entries(["# hosts file", "0.0.0.0 ads.example.com  tracker.example.org # two names",
+    domains, urls = parse_entries(pl.Series(["# hosts file", "0.0.0.0 ads.example.com  tracker.example.org # two names",
                                    "127.0.0.1 localhost", "::1 ip6-localhost", "*.wild.example.net",
-                                   "Example.COM.", "http://www.site.org/path/", "site.org/other?x=1", ""])
+                                   "Example.COM.", "http://www.site.org/path/", "site.org/other?x=1", ""]))
     assert sorted(domains.to_list()) == ["ads.example.com", "example.com", "tracker.example.org",
                                          "wild.example.net"]
     assert sorted(urls.to_list()) == ["site.org/other?x=1", "site.org/path"]

@@ -18,9 +18,9 @@ URL is null or empty is kept and counted as ``no_url``. Hosts are lowercased and
 info and trailing dot. Datatrove matches only the registered domain (from the public suffix list) and the
 full host, case-sensitively; every decision it takes is taken here too, and the differences are that
 intermediate domains on a list (``b.example.com`` for ``a.b.example.com``), IP addresses and upper-case
-hosts also match here. Membership tests on domain and URL lists are hash lookups (XXH64, verified on the
-string) of every host suffix and path prefix of a batch at once; word lists are matched with polars
-(``is_in`` on the URL's words; Aho–Corasick ``contains_any`` for subwords).
+hosts also match here. Domain and URL lists are sets of 128-bit keys (two XXH64 hashes); every host suffix
+and URL prefix of a batch is hashed in place (numba) and looked up at once with a binary search. Word
+lists are matched with polars (``is_in`` on the URL's words; Aho–Corasick ``contains_any`` for subwords).
 """
 
 from __future__ import annotations
@@ -29,21 +29,23 @@ import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.hashing import hash_strings
+from curate.hashing import xxh64
 from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns
 from curate.io.output import file_checksum
 from curate.params import option
 from curate.stages.base import MapStage, StageOutput
+from curate.text import string_buffers
 
 REASONS = ("blocked_domain", "blocked_url", "banned_word", "soft_banned_words", "banned_subword")
 REASON_COLUMN = "url_blocked_reason"
-_SEED = 0x5EED_0F_0A11
+_SEEDS = (0x5EED_0F_0A11, 0x0DD_5EED_2)
 _SCHEME = r"^[a-zA-Z][a-zA-Z0-9+.\-]*://"
 _HOSTS_ADDRESSES = r"^(?:0\.0\.0\.0|127\.0\.0\.1|255\.255\.255\.255|::1?|fe80::1%lo0|ff0\d::\d+)\s+"
 _NON_WORD = r"[^a-zA-Z0-9]+"
@@ -64,7 +66,7 @@ class UrlFilterParams:
                        choices=["filter", "annotate"])
 
 
-def read_lines(path: str, flag: str) -> list[str]:
+def read_lines(path: str, flag: str) -> pl.Series:
     """A list file's lines (``.gz`` is decompressed; bytes that are not UTF-8 are replaced)."""
     try:
         raw = Path(path).read_bytes()
@@ -75,26 +77,31 @@ def read_lines(path: str, flag: str) -> list[str]:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise UsageError(f"{flag} {path}: not a readable gzip file ({exc})") from None
-    return raw.decode("utf-8", errors="replace").splitlines()
+    text = pa.array([raw.decode("utf-8", errors="replace")], pa.large_string())
+    return pl.Series(pc.split_pattern(text, "\n").flatten()).str.strip_chars()
 
 
-def parse_entries(lines: list[str]) -> tuple[pl.Series, pl.Series]:
+def parse_entries(lines: pl.Series) -> tuple[pl.Series, pl.Series]:
     """(domains, URL prefixes) of a block or allow list, normalised as URLs are.
 
     ``#`` starts a comment; a hosts-file line (``0.0.0.0 ads.example.com other.example.com``) gives its
     names, less those without a dot (``localhost``); an entry with a ``/`` after its scheme is a URL.
     """
-    lines_series = pl.Series(lines, dtype=pl.String).str.replace(r"#.*$", "").str.strip_chars()
-    is_hosts = lines_series.str.contains(_HOSTS_ADDRESSES)
-    names = (lines_series.filter(is_hosts).str.replace(_HOSTS_ADDRESSES, "").str.split(" ").explode()
+    commented = lines.str.contains("#", literal=True)
+    if commented.any():
+        lines = lines.scatter(commented.arg_true(), lines.filter(commented).str.replace(r"#.*$", "").str.strip_chars())
+    is_hosts = lines.str.contains(_HOSTS_ADDRESSES)
+    names = (lines.filter(is_hosts).str.replace(_HOSTS_ADDRESSES, "").str.split(" ").explode()
              .str.strip_chars())
-    names = names.filter(names.str.contains(r"\."))
-    entries = pl.concat([lines_series.filter(~is_hosts), names]).str.replace(_SCHEME, "")
-    entries = entries.filter(entries.str.len_chars() > 0)
-    is_url = entries.str.contains("/")
+    names = names.filter(names.str.contains(".", literal=True))
+    entries = pl.concat([lines.filter(~is_hosts), names])
+    entries = entries.filter(entries.str.len_bytes() > 0)
+    if entries.str.contains("://", literal=True).any():
+        entries = entries.str.replace(_SCHEME, "")
+    is_url = entries.str.contains("/", literal=True)
     domains = normalize_host(entries.filter(~is_url).str.strip_prefix("*.").str.strip_prefix("."))
     urls = url_key(entries.filter(is_url))
-    return domains.filter(domains.str.len_chars() > 0).unique(), urls.filter(urls.str.len_chars() > 0).unique()
+    return domains.filter(domains.str.len_bytes() > 0), urls.filter(urls.str.len_bytes() > 0)
 
 
 def normalize_host(hosts: pl.Series) -> pl.Series:
@@ -115,37 +122,57 @@ def url_key(urls: pl.Series) -> pl.Series:
     return (host.str.strip_prefix("www.") + rest.str.replace(r"#.*$", "")).str.strip_chars_end("/")
 
 
+@nb.njit(parallel=True, cache=True)
+def _hash_spans(data, starts, ends, seed, out):
+    for i in nb.prange(len(starts)):
+        out[i] = xxh64(data, starts[i], ends[i], seed)
+
+
+def _span_keys(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent XXH64 hashes of each byte span: a 128-bit key (no collision in practice)."""
+    keys = []
+    for seed in _SEEDS:
+        out = np.empty(len(starts), dtype=np.uint64)
+        _hash_spans(data, starts.astype(np.int64), ends.astype(np.int64), np.uint64(seed), out)
+        keys.append(out)
+    return keys[0], keys[1]
+
+
 class StringSet:
-    """A large set of strings (millions of domains) for vectorised membership: sorted XXH64 hashes, each hit
-    verified against the string itself."""
+    """A large set of strings (millions of domains) for vectorised membership of byte spans: the sorted
+    128-bit keys of its strings (two XXH64 hashes), looked up with a binary search."""
 
     def __init__(self, values: pl.Series):
-        values = values.unique().sort()
-        hashes = hash_strings(values.to_arrow().cast(pa.string()), _SEED)
-        order = np.argsort(hashes, kind="stable")
-        self.hashes = hashes[order]
-        self.values = values.gather(order)
-        self.max_dots = int(values.str.count_matches(r"\.").max() or 0) if len(values) else 0
-        self.max_slashes = int(values.str.count_matches("/").max() or 0) if len(values) else 0
-        self.max_repeats = int(np.unique(self.hashes, return_counts=True)[1].max()) if len(values) else 0
+        data, offsets = string_buffers(values.to_arrow())
+        first, second = _span_keys(data, offsets[:-1], offsets[1:])
+        order = np.argsort(first)
+        first, second = first[order], second[order]
+        distinct = np.ones(len(first), dtype=bool)
+        distinct[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])  # repeated entries
+        self.first, self.second = first[distinct], second[distinct]
+        runs = np.flatnonzero(np.r_[True, self.first[1:] != self.first[:-1], True])
+        self.repeats = int(np.diff(runs).max()) if len(self.first) else 0  # strings sharing a first hash
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.first)
 
-    def contains(self, candidates: pl.Series) -> np.ndarray:
-        """Whether each candidate (null: no) is in the set."""
-        result = np.zeros(len(candidates), dtype=bool)
-        if not len(self) or not len(candidates):
-            return result
-        hashes = hash_strings(candidates.to_arrow().cast(pa.string()), _SEED)
-        where = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
-        hit = np.flatnonzero((self.hashes[where] == hashes) & candidates.is_not_null().to_numpy())
-        if len(hit):  # a hash may repeat (a collision): compare with each string of that hash
-            for offset in range(self.max_repeats):
-                at = np.minimum(where[hit] + offset, len(self.hashes) - 1)
-                same = (self.hashes[at] == hashes[hit]) & (self.values.gather(at) == candidates.gather(hit)).to_numpy()
-                result[hit[same]] = True
-        return result
+    def contains(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Whether each span ``data[starts[i]:ends[i]]`` is in the set."""
+        found = np.zeros(len(starts), dtype=bool)
+        if not len(self) or not len(starts):
+            return found
+        first, second = _span_keys(data, starts, ends)
+        where = np.searchsorted(self.first, first)
+        for offset in range(self.repeats):  # a first hash shared by several strings: check each one's second
+            at = np.minimum(where + offset, len(self.first) - 1)
+            found |= (self.first[at] == first) & (self.second[at] == second)
+        return found
+
+
+def _any_per_row(offsets: np.ndarray, positions: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """Rows (by their byte ``offsets``) with a hit among spans starting or ending at ``positions``."""
+    rows = np.searchsorted(offsets, positions[hits], side="right") - 1
+    return np.bincount(rows, minlength=len(offsets) - 1) > 0
 
 
 @dataclass
@@ -157,28 +184,31 @@ class UrlList:
 
     @classmethod
     def load(cls, paths: list[str], flag: str) -> UrlList:
-        domains, urls = zip(*(parse_entries(read_lines(path, flag)) for path in paths), strict=True) if paths \
-            else ([pl.Series([], dtype=pl.String)], [pl.Series([], dtype=pl.String)])
-        return cls(StringSet(pl.concat(domains)), StringSet(pl.concat(urls)))
+        empty = pl.Series([], dtype=pl.String)
+        entries = [parse_entries(read_lines(path, flag)) for path in paths] or [(empty, empty)]
+        return cls(StringSet(pl.concat([d for d, _ in entries])), StringSet(pl.concat([u for _, u in entries])))
 
     def domain_hits(self, hosts: pl.Series) -> np.ndarray:
-        """Whether the host or one of its parent domains is listed (one lookup per suffix length)."""
-        hit = np.zeros(len(hosts), dtype=bool)
+        """Whether the host or one of its parent domains is listed: every suffix after a dot is looked up."""
         if not len(self.domains):
-            return hit
-        labels = hosts.str.split(".")
-        for k in range(1, self.domains.max_dots + 2):
-            hit |= self.domains.contains(labels.list.slice(-k, k).list.join("."))  # short hosts: whole host again
-        return hit
+            return np.zeros(len(hosts), dtype=bool)
+        data, offsets = string_buffers(hosts.to_arrow())
+        ends = offsets[1:]
+        hit = self.domains.contains(data, offsets[:-1], ends) & (ends > offsets[:-1])
+        dots = np.flatnonzero(data[offsets[0]:offsets[-1]] == ord(".")) + offsets[0]
+        row_ends = ends[np.searchsorted(offsets, dots, side="right") - 1]
+        return hit | _any_per_row(offsets, dots, self.domains.contains(data, dots + 1, row_ends))
 
     def url_hits(self, keys: pl.Series) -> np.ndarray:
-        """Whether the URL key or a prefix of it ending at a path segment is listed."""
+        """Whether the URL key or a prefix of it ending before a ``/`` or ``?`` is listed."""
         if not len(self.urls):
             return np.zeros(len(keys), dtype=bool)
-        hit = self.urls.contains(keys)
-        for k in range(1, self.urls.max_slashes + 1):
-            hit |= self.urls.contains(keys.str.extract(rf"^((?:[^/]*/){{{k}}}[^/?#]*)", 1))
-        return hit
+        data, offsets = string_buffers(keys.to_arrow())
+        hit = self.urls.contains(data, offsets[:-1], offsets[1:]) & (offsets[1:] > offsets[:-1])
+        body = data[offsets[0]:offsets[-1]]
+        cuts = np.flatnonzero((body == ord("/")) | (body == ord("?"))) + offsets[0]
+        row_starts = offsets[np.searchsorted(offsets, cuts, side="right") - 1]
+        return hit | _any_per_row(offsets, cuts, self.urls.contains(data, row_starts, cuts))
 
 
 def word_list(path: str | None, flag: str) -> list[str]:
@@ -186,8 +216,8 @@ def word_list(path: str | None, flag: str) -> list[str]:
     ASCII letters and digits removed (blank entries, which would match nothing meaningful, are dropped)."""
     if path is None:
         return []
-    words = pl.Series([line for line in read_lines(path, flag) if not line.startswith("#")], dtype=pl.String)
-    words = words.str.replace_all(_NON_WORD, "").str.to_lowercase()
+    lines = read_lines(path, flag)
+    words = lines.filter(~lines.str.starts_with("#")).str.replace_all(_NON_WORD, "").str.to_lowercase()
     return words.filter(words.str.len_chars() > 0).unique().sort().to_list()
 
 
