@@ -30,6 +30,8 @@ IO_ALL: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(IOOptions) if
 IO_READ: tuple[str, ...] = ("text_column", "id_column", "batch_size", "on_error", "storage_options", "retries",
                             "quiet", "json_summary")
 
+EXPLAIN = Argument("explain", bool, False, ("--explain",),
+                   "Print the settings that apply (thresholds, word split, stop words) and exit; needs no input.")
 REJECTED = Argument("rejected", str | None, None, ("--rejected",), "Also write removed documents here.")
 ONLY_PASS = Argument("only_pass", str | None, None, ("--pass",),
                      "Run only this pass (for array jobs that schedule the passes themselves; each resumes).")
@@ -55,6 +57,8 @@ class StageSpec:
     options: tuple[Argument, ...] = ()  # command arguments that are not parameters (--rejected DIR)
     io: tuple[str, ...] = IO_ALL  # the IOOptions flags it takes
     show: str | None = None  # "module:function" (summary) -> lines printed under the summary line
+    explain: str | None = None  # "module:function" (params, **explain_options) -> lines: --explain prints
+    explain_options: tuple[Argument, ...] = ()  # them instead of running, needing no INPUT or -o
     recipe: bool = True  # False: a command only (one pass of a stage, run alone)
 
     def params_class(self) -> type:
@@ -180,6 +184,9 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
         examples=QUALITY_EXAMPLES,
         options=(Argument("rejected", str | None, None, ("--rejected",),
                           "Also write removed documents here, with quality_reasons."),),
+        explain="curate.stages.quality.heuristics:explain_settings",
+        explain_options=(Argument("lang", str | None, None, ("--lang",),
+                                  "With --explain: the language to show (default: --default-lang)."),),
     ),
     StageSpec(
         "quality-classify", ("quality", "classify"), "curate.stages.quality.classifier:ClassifyParams",
