@@ -115,7 +115,7 @@ def intermediate_domain(urls: list[str], registered: list[str], lists: Path) -> 
     registered domain (what datatrove looks up), e.g. ``x.blogspot.co.nz`` for ``www.x.blogspot.co.nz``."""
     import polars as pl
 
-    from curate.stages.urlfilter import StringSet, UrlList, parse_entries, read_lines, split_url
+    from curate.stages.urlfilter import StringSet, UrlList, parse_entries, read_lines, split_url, string_keys
 
     domains, _ = parse_entries(read_lines(str(lists / "domains"), "--block"))
     listed = set(domains.to_list())
@@ -125,7 +125,7 @@ def intermediate_domain(urls: list[str], registered: list[str], lists: Path) -> 
         labels = host.split(".")
         parents = {".".join(labels[i:]) for i in range(1, len(labels))}
         result.append(bool((parents & listed) - {top}) and host not in listed and top not in listed)
-    assert UrlList(StringSet(domains), StringSet(pl.Series([], dtype=pl.String))).domain_hits(hosts).any()
+    assert UrlList(StringSet([string_keys(domains)]), StringSet([])).domain_hits(hosts).any()
     return result
 
 

@@ -26,6 +26,7 @@ lists are matched with polars (``is_in`` on the URL's words; Aho–Corasick ``co
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ _SEEDS = (0x5EED_0F_0A11, 0x0DD_5EED_2)
 _SCHEME = r"^[a-zA-Z][a-zA-Z0-9+.\-]*://"
 _HOSTS_ADDRESSES = r"^(?:0\.0\.0\.0|127\.0\.0\.1|255\.255\.255\.255|::1?|fe80::1%lo0|ff0\d::\d+)\s+"
 _NON_WORD = r"[^a-zA-Z0-9]+"
+_LINES_PER_SLICE = 500_000  # list lines parsed at once (bounds the memory of parsing a large list)
 
 
 @dataclass
@@ -77,8 +79,12 @@ def read_lines(path: str, flag: str) -> pl.Series:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise UsageError(f"{flag} {path}: not a readable gzip file ({exc})") from None
-    text = pa.array([raw.decode("utf-8", errors="replace")], pa.large_string())
-    return pl.Series(pc.split_pattern(text, "\n").flatten()).str.strip_chars()
+    text = pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(raw)], np.int64)), pa.py_buffer(raw))
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:  # not UTF-8: decoded with replacement characters
+        text = pa.array([raw.decode("utf-8", errors="replace")], pa.large_string())
+    return pl.Series(pc.split_pattern(text, "\n").flatten())
 
 
 def parse_entries(lines: pl.Series) -> tuple[pl.Series, pl.Series]:
@@ -87,6 +93,7 @@ def parse_entries(lines: pl.Series) -> tuple[pl.Series, pl.Series]:
     ``#`` starts a comment; a hosts-file line (``0.0.0.0 ads.example.com other.example.com``) gives its
     names, less those without a dot (``localhost``); an entry with a ``/`` after its scheme is a URL.
     """
+    lines = lines.str.strip_chars()
     commented = lines.str.contains("#", literal=True)
     if commented.any():
         lines = lines.scatter(commented.arg_true(), lines.filter(commented).str.replace(r"#.*$", "").str.strip_chars())
@@ -138,13 +145,19 @@ def _span_keys(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[
     return keys[0], keys[1]
 
 
+def string_keys(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    data, offsets = string_buffers(values.to_arrow())
+    return _span_keys(data, offsets[:-1], offsets[1:])
+
+
 class StringSet:
     """A large set of strings (millions of domains) for vectorised membership of byte spans: the sorted
     128-bit keys of its strings (two XXH64 hashes), looked up with a binary search."""
 
-    def __init__(self, values: pl.Series):
-        data, offsets = string_buffers(values.to_arrow())
-        first, second = _span_keys(data, offsets[:-1], offsets[1:])
+    def __init__(self, keys: Iterable[tuple[np.ndarray, np.ndarray]]):
+        keys = list(keys)
+        first = np.concatenate([k[0] for k in keys] or [np.zeros(0, np.uint64)])
+        second = np.concatenate([k[1] for k in keys] or [np.zeros(0, np.uint64)])
         order = np.argsort(first)
         first, second = first[order], second[order]
         distinct = np.ones(len(first), dtype=bool)
@@ -184,9 +197,15 @@ class UrlList:
 
     @classmethod
     def load(cls, paths: list[str], flag: str) -> UrlList:
-        empty = pl.Series([], dtype=pl.String)
-        entries = [parse_entries(read_lines(path, flag)) for path in paths] or [(empty, empty)]
-        return cls(StringSet(pl.concat([d for d, _ in entries])), StringSet(pl.concat([u for _, u in entries])))
+        """The lists of ``paths``, parsed a slice of lines at a time: only the entries' keys are kept."""
+        domains, urls = [], []
+        for path in paths:
+            lines = read_lines(path, flag)
+            for start in range(0, len(lines), _LINES_PER_SLICE):
+                found_domains, found_urls = parse_entries(lines.slice(start, _LINES_PER_SLICE))
+                domains.append(string_keys(found_domains))
+                urls.append(string_keys(found_urls))
+        return cls(StringSet(domains), StringSet(urls))
 
     def domain_hits(self, hosts: pl.Series) -> np.ndarray:
         """Whether the host or one of its parent domains is listed: every suffix after a dot is looked up."""
@@ -216,7 +235,7 @@ def word_list(path: str | None, flag: str) -> list[str]:
     ASCII letters and digits removed (blank entries, which would match nothing meaningful, are dropped)."""
     if path is None:
         return []
-    lines = read_lines(path, flag)
+    lines = read_lines(path, flag).str.strip_chars()
     words = lines.filter(~lines.str.starts_with("#")).str.replace_all(_NON_WORD, "").str.to_lowercase()
     return words.filter(words.str.len_chars() > 0).unique().sort().to_list()
 
