@@ -20,7 +20,7 @@ full host, case-sensitively; every decision it takes is taken here too, and the 
 intermediate domains on a list (``b.example.com`` for ``a.b.example.com``), IP addresses and upper-case
 hosts also match here. Domain and URL lists are sets of 128-bit keys (two XXH64 hashes); every host suffix
 and URL prefix of a batch is hashed in place (numba) and looked up at once with a binary search. Word
-lists are matched with polars (``is_in`` on the URL's words; Aho–Corasick ``contains_any`` for subwords).
+lists are matched with polars' Aho–Corasick (``contains_any``, ``extract_many``) on the URL's words.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def parse_entries(lines: pl.Series) -> tuple[pl.Series, pl.Series]:
         entries = entries.str.replace(_SCHEME, "")
     is_url = entries.str.contains("/", literal=True)
     domains = normalize_host(entries.filter(~is_url).str.strip_prefix("*.").str.strip_prefix("."))
-    urls = url_key(entries.filter(is_url))
+    urls = url_key(*split_url(entries.filter(is_url)))
     return domains.filter(domains.str.len_bytes() > 0), urls.filter(urls.str.len_bytes() > 0)
 
 
@@ -122,10 +122,9 @@ def split_url(urls: pl.Series) -> tuple[pl.Series, pl.Series]:
     return normalize_host(parts.struct.field("1").fill_null("")), parts.struct.field("2").fill_null("")
 
 
-def url_key(urls: pl.Series) -> pl.Series:
-    """What URL lists are matched on: host without ``www.``, then the path, without the fragment and
-    trailing slashes."""
-    host, rest = split_url(urls)
+def url_key(host: pl.Series, rest: pl.Series) -> pl.Series:
+    """What URL lists are matched on (from :func:`split_url`'s parts): host without ``www.``, then the path,
+    without the fragment and trailing slashes."""
     return (host.str.strip_prefix("www.") + rest.str.replace(r"#.*$", "")).str.strip_chars_end("/")
 
 
@@ -280,21 +279,18 @@ class UrlFilterStage(MapStage):
         self.setup()
         present = (urls.is_not_null() & (urls.str.len_chars() > 0)).to_numpy()
         urls = urls.fill_null("")
-        host, _ = split_url(urls)
-        keys = url_key(urls)
+        host, rest = split_url(urls)
+        keys = url_key(host, rest)
         checks = [self.block.domain_hits(host), self.block.url_hits(keys)]
-        words = pl.DataFrame({"row": np.arange(len(urls)), "word": urls.str.extract_all(r"[a-zA-Z0-9]+")})
-        words = words.explode("word").drop_nulls("word").unique()
-        for vocabulary, minimum in ((self.banned, 1), (self.soft, self.params.soft_threshold)):
-            counts = np.zeros(len(urls), dtype=np.int64)
-            if vocabulary:
-                rows = words.filter(pl.col("word").is_in(vocabulary))["row"].to_numpy()
-                counts = np.bincount(rows, minlength=len(urls))
-            checks.append(counts >= minimum)
+        # the URL's words between single spaces: ' word ' is then a whole word, found by Aho–Corasick
+        spaced = " " + urls.str.replace_all(_NON_WORD, " ") + " "
+        nothing = np.zeros(len(urls), dtype=bool)
+        checks.append(spaced.str.contains_any([f" {w} " for w in self.banned]).to_numpy() if self.banned else nothing)
         checks.append(
-            urls.str.replace_all(_NON_WORD, "").str.to_lowercase().str.contains_any(self.subwords).to_numpy()
-            if self.subwords else np.zeros(len(urls), dtype=bool)
-        )
+            (spaced.str.extract_many([f" {w} " for w in self.soft], overlapping=True).list.n_unique()
+             >= self.params.soft_threshold).to_numpy() if self.soft else nothing)
+        checks.append(spaced.str.replace_all(" ", "", literal=True).str.to_lowercase().str.contains_any(
+            self.subwords).to_numpy() if self.subwords else nothing)
         blocked = np.column_stack(checks) & present[:, None]
         allowed = self.allow.domain_hits(host) | self.allow.url_hits(keys)
         first = np.where(blocked.any(axis=1) & ~allowed, np.argmax(blocked, axis=1), len(REASONS))
