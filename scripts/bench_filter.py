@@ -4,8 +4,8 @@ Usage:
     .venv/bin/python scripts/bench_filter.py [--docs 200000] [--sample 2000]
 
 Input: ``--sample`` documents of english/misc.parquet (every source) through langid and ``quality --mode
-annotate`` (the stage classes, in this process), repeated with fresh ids up to ``--docs`` rows, in one
-Parquet file. Both sides run in fresh processes on one thread (POLARS_MAX_THREADS=1) and write zstd
+annotate`` (the stage classes, in this process), repeated with fresh ids (and the id before each text,
+so that no text repeats) up to ``--docs`` rows, in one Parquet file. Both sides run in fresh processes on one thread (POLARS_MAX_THREADS=1) and write zstd
 Parquet: curate the whole command (plan, read, evaluate, per-clause counts, write, manifest), polars
 ``read_parquet → filter → write_parquet``. Prints docs/s of both, the ratio, peak RSS, and checks that both
 keep the same documents.
@@ -37,6 +37,7 @@ print(kept.height)
 def annotated_input(data: Path, sample: int, total: int, path: Path) -> None:
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from curate.io.inputs import Columns
@@ -50,7 +51,10 @@ def annotated_input(data: Path, sample: int, total: int, path: Path) -> None:
     batch = QualityStage(QualityParams(mode="annotate")).process(batch, Columns()).kept
     table = pa.Table.from_batches([batch])
     rows = np.arange(total) % table.num_rows
-    table = table.take(pa.array(rows)).set_column(0, "id", pa.array([f"d{i}" for i in range(total)]))
+    ids = pa.array([f"d{i}" for i in range(total)])
+    table = table.take(pa.array(rows)).set_column(0, "id", ids)
+    text = pc.binary_join_element_wise(ids, table["text"], " ")  # every text unique, as in a real corpus
+    table = table.set_column(table.schema.get_field_index("text"), "text", text)
     pq.write_table(table, path, compression="zstd")
 
 

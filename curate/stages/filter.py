@@ -59,7 +59,7 @@ class FilterStage(MapStage):
                     raise UsageError(f"--drop-columns: cannot drop the {'text' if pattern == columns.text else 'id'}"
                                      f" column '{pattern}'")
             self._checked = tuple(names)
-        frame = pl.from_arrow(pa.Table.from_batches([batch]))
+        frame = pl.from_arrow(pa.Table.from_batches([batch.select(list(self.condition.columns))]))  # no text copy
         assert isinstance(frame, pl.DataFrame)
         try:
             results = frame.select([c.expr.alias(str(i)) for i, c in enumerate(self.condition.clauses)])
