@@ -174,8 +174,8 @@ def stage_command(spec: StageSpec) -> Callable[..., None]:
 
             if kwargs.get(EXPLAIN.name):
                 params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
-                typer.echo("\n".join(load(spec.explain)(params, **{a.name: kwargs[a.name]  # type: ignore[arg-type]
-                                                                    for a in spec.explain_options})))
+                explain = load(spec.explain or "")
+                typer.echo("\n".join(explain(params, **{a.name: kwargs[a.name] for a in spec.explain_options})))
                 return
             if not kwargs["inputs"] or kwargs["output"] is None:
                 raise UsageError("missing INPUT... and -o OUT (or --explain)")
