@@ -21,7 +21,7 @@ from curate.io.errors import CurateError, UsageError
 from curate.io.inputs import Columns, iter_batches, parquet_file, resolve_inputs
 from curate.io.output import MANIFEST, PLAN, STATS, files_at
 from curate.io.storage import is_remote, join
-from curate.report.samples import SMALL_ROWS, TEXT_ROWS, read_sample, sample_lengths
+from curate.report.samples import BUDGETS, read_sample, sample_lengths
 from curate.stages.corpus_stats import LengthHistogram, char_lengths
 from curate.summary import RunSummary
 
@@ -196,7 +196,7 @@ def _depth(stage: StageDir, stages: list[StageDir], reads) -> int:
 
 
 def length_histogram(paths: list[str], text_column: str) -> tuple[LengthHistogram, int] | None:
-    """Characters per document of up to ``TEXT_ROWS`` rows of ``paths`` (spread over Parquet row groups;
+    """Characters per document of up to ``BUDGETS["text"]`` rows of ``paths`` (spread over Parquet row groups;
     the first rows of JSON lines), and how many rows the inputs hold (0: not counted, JSON lines)."""
     histogram = LengthHistogram()
     try:
@@ -210,7 +210,7 @@ def length_histogram(paths: list[str], text_column: str) -> tuple[LengthHistogra
             return (histogram, sample.total) if histogram.total else None
         for batch in iter_batches(files, Columns(text_column)):
             histogram.add(char_lengths(batch.column(text_column)))
-            if histogram.total >= TEXT_ROWS:
+            if histogram.total >= BUDGETS["text"]:
                 break
     except CurateError:
         return None  # inputs moved or unreadable: the report leaves the chart out
@@ -219,13 +219,13 @@ def length_histogram(paths: list[str], text_column: str) -> tuple[LengthHistogra
 
 def cluster_sizes(stage: StageDir) -> tuple[dict[int, float], bool] | None:
     """Clusters per size, from the size column of a dedup output (one kept document per cluster), and whether
-    that is exact (else scaled from a sample of ``SMALL_ROWS`` rows)."""
+    that is exact (else scaled from a sample)."""
     columns = stage.columns()
     column = next((c for c in CLUSTER_COLUMNS if c in columns), None)
     if column is None:
         return None
     wanted = [column] + (["dup_keep"] if "dup_keep" in columns else [])
-    sample = read_sample(stage.shards(), wanted, SMALL_ROWS)
+    sample = read_sample(stage.shards(), wanted, "short")
     if sample is None:
         return None
     sizes = sample.table.column(0)

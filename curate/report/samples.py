@@ -18,9 +18,13 @@ import pyarrow.compute as pc
 from curate.io.errors import CurateError
 from curate.io.inputs import parquet_file
 
-TEXT_ROWS = 20_000  # rows read of a column holding text (lengths, characters per language)
-SMALL_ROWS = 1_000_000  # rows read of short columns (language codes, signals, cluster ids)
-EXAMPLE_ROWS = 5_000  # rows scanned for examples of removed documents
+# Rows read of one output, per kind of read (a test lowers them to check that reads stay within them)
+BUDGETS = {
+    "text": 20_000,  # columns holding text: lengths, characters per language
+    "short": 1_000_000,  # short columns: language codes, signals, cluster ids and sizes
+    "examples": 5_000,  # rows scanned for examples of removed documents
+    "sequences": 2_000,  # packed sequences (token ids) per bucket
+}
 EXAMPLE_CHARS = 300
 
 
@@ -51,11 +55,11 @@ def _read_group(file, group: int, columns: list[str], limit: int) -> pa.Table:
     return pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
 
 
-def read_sample(shards: list[str], columns: list[str], max_rows: int, *, text: str | None = None) -> Sample | None:
-    """``columns`` of at most ``max_rows`` rows spread over ``shards`` (None: a column is missing or no rows).
-
-    ``text`` names a text column to read as its first ``EXAMPLE_CHARS`` characters only.
+def read_sample(shards: list[str], columns: list[str], budget: str, *, text: str | None = None) -> Sample | None:
+    """``columns`` of at most ``BUDGETS[budget]`` rows spread over ``shards`` (None: a column is missing or
+    there are no rows). ``text`` names a text column to keep only the first ``EXAMPLE_CHARS`` characters of.
     """
+    max_rows = BUDGETS[budget]
     try:
         files = [parquet_file(path) for path in shards]
     except CurateError:
@@ -88,14 +92,14 @@ def read_sample(shards: list[str], columns: list[str], max_rows: int, *, text: s
 def language_counts(shards: list[str], lang: str, text: str) -> tuple[dict[str, tuple[float, float]], bool] | None:
     """{language: (documents, characters)} of an output and whether it is exact (else scaled from a sample).
 
-    Documents come from the language column (short, read for up to ``SMALL_ROWS`` rows); characters from
-    the text lengths of up to ``TEXT_ROWS`` rows, spread over the languages in proportion.
+    Documents come from the language column (a short read); characters from the text lengths of a text read,
+    scaled to the output.
     """
-    codes = read_sample(shards, [lang], SMALL_ROWS)
+    codes = read_sample(shards, [lang], "short")
     if codes is None:
         return None
     docs = _value_counts(codes.table.column(lang), codes.scale)
-    lengths = read_sample(shards, [lang, text], TEXT_ROWS)
+    lengths = read_sample(shards, [lang, text], "text")
     chars: dict[str, float] = {}
     if lengths is not None:
         frame = pa.table({"lang": pc.fill_null(lengths.table.column(lang).cast(pa.string()), "und"),
@@ -126,7 +130,7 @@ def examples_by_reason(shards: list[str], reason_column: str, text: str, id_colu
     files = [parquet_file(p) for p in shards] if shards else []
     names = files[0].schema_arrow.names if files else []
     columns = [c for c in (reason_column, text, id_column, "lang") if c in names]
-    sample = read_sample(shards, columns, EXAMPLE_ROWS, text=text) if reason_column in columns and text in columns \
+    sample = read_sample(shards, columns, "examples", text=text) if reason_column in columns and text in columns \
         else None
     if sample is None:
         return {}
@@ -145,7 +149,7 @@ def examples_by_reason(shards: list[str], reason_column: str, text: str, id_colu
 
 
 def duplicate_clusters(kept: list[str], removed: list[str], text: str, id_column: str, *,
-                       clusters: int = 3, members: int = 3) -> list[list[Example]]:
+                       clusters: int = 3, members: int = 3) -> list[tuple[int, list[Example]]]:
     """The largest clusters among the first rows of a dedup output: the kept document, then removed ones.
 
     ``removed`` is the ``--rejected`` output (or ``kept`` itself in annotate mode, where ``dup_keep`` marks
@@ -154,7 +158,7 @@ def duplicate_clusters(kept: list[str], removed: list[str], text: str, id_column
     column = "dup_cluster_id"
     annotate = not removed
     wanted = [c for c in (column, "dup_cluster_size", id_column, text, "dup_keep") if c != "dup_keep" or annotate]
-    sample = read_sample(removed or kept, wanted, EXAMPLE_ROWS, text=text)
+    sample = read_sample(removed or kept, wanted, "examples", text=text)
     if sample is None:
         return []
     table = sample.table
@@ -165,6 +169,7 @@ def duplicate_clusters(kept: list[str], removed: list[str], text: str, id_column
     sizes = table.group_by(column).aggregate([("dup_cluster_size", "max")]).sort_by(
         [("dup_cluster_size_max", "descending"), (column, "ascending")])
     chosen = sizes.column(column).to_pylist()[:clusters]
+    size_of = dict(zip(chosen, sizes.column("dup_cluster_size_max").to_pylist()[:clusters], strict=True))
     heads = read_matching(kept, column, chosen, [column, id_column, text] + (["dup_keep"] if annotate else []), text)
     if annotate and heads is not None:
         heads = heads.filter(pc.fill_null(heads.column("dup_keep"), False))
@@ -176,13 +181,13 @@ def duplicate_clusters(kept: list[str], removed: list[str], text: str, id_column
         if cluster in head_rows:
             group.append(Example("kept", str(head_rows[cluster][id_column]), "", head_rows[cluster][text]))
         group += [Example("removed", str(r[id_column]), "", r[text]) for r in rows]
-        out.append(group)
+        out.append((int(size_of[cluster]), group))
     return out
 
 
 def read_matching(shards: list[str], column: str, values: list, columns: list[str], text: str) -> pa.Table | None:
-    """Rows whose ``column`` is one of ``values`` (a handful), reading the key column of up to ``SMALL_ROWS``
-    rows and the other columns only of the row groups that hold a match."""
+    """Rows whose ``column`` is one of ``values`` (a handful): the key column is scanned (a short read), the
+    other columns are read only in the row groups that hold a match, up to the last match."""
     if not values:
         return None
     found, scanned = [], 0
@@ -194,14 +199,16 @@ def read_matching(shards: list[str], column: str, values: list, columns: list[st
         if any(c not in file.schema_arrow.names for c in columns):
             return None
         for group in range(file.metadata.num_row_groups):
-            if scanned >= SMALL_ROWS:
+            if scanned >= BUDGETS["short"]:
                 break
             rows = file.metadata.row_group(group).num_rows
             keys = _read_group(file, group, [column], rows)
             scanned += rows
-            if keys is None or not pc.any(pc.is_in(keys.column(column), pa.array(values))).as_py():
+            hits = np.flatnonzero(pc.is_in(keys.column(column), pa.array(values)).to_numpy(zero_copy_only=False)) \
+                if keys is not None else []
+            if not len(hits):
                 continue
-            table = _read_group(file, group, columns, rows)
+            table = _read_group(file, group, columns, int(hits[-1]) + 1)  # only up to the last match
             table = table.filter(pc.is_in(table.column(column), pa.array(values)))
             index = table.schema.get_field_index(text)
             found.append(table.set_column(index, text, pc.utf8_slice_codeunits(
@@ -210,8 +217,8 @@ def read_matching(shards: list[str], column: str, values: list, columns: list[st
 
 
 def sample_lengths(shards: list[str], text: str) -> Sample | None:
-    """Characters per document of up to ``TEXT_ROWS`` rows."""
-    sample = read_sample(shards, [text], TEXT_ROWS)
+    """Characters per document of a text read's rows."""
+    sample = read_sample(shards, [text], "text")
     if sample is None:
         return None
     lengths = pc.utf8_length(pc.fill_null(sample.table.column(text).cast(pa.string()), ""))

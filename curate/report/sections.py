@@ -17,28 +17,17 @@ from curate.report.samples import (
     read_sample,
 )
 from curate.report.signals import histograms, quality_thresholds, recorded_thresholds, score_thresholds
-from curate.report.svg import bar_chart, hbar_chart, histogram, scatter, short, stage_graph
+from curate.report.svg import bar_chart, hbar_chart, histogram, percent, scatter, short, stage_graph
 
 MAX_BARS = 20
 MAX_LANGUAGES = 15
 MAX_REASONS = 12  # reasons shown with examples per stage
 EXAMPLES_PER_REASON = 2
-PACK_ROWS = 200_000  # rows read per bucket for tokens per domain
 
 
 def figure(chart_id: str, svg: str, caption: str = "") -> str:
     note = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
     return f'<figure class="chart" id="chart-{escape(chart_id)}">{svg}{note}</figure>'
-
-
-def percent(share: float | None) -> str | None:
-    """A share as a percentage that never reads 100% unless it is exactly 1."""
-    if share is None or not isinstance(share, int | float) or math.isnan(share):
-        return None
-    if share == 1:
-        return "100%"
-    text = f"{100 * share:.2f}%"
-    return f"{100 * share:.4f}%" if text == "100.00%" else text
 
 
 def _cell(value) -> str:
@@ -423,8 +412,9 @@ def clusters_section(stages: list[StageDir], text: str, id_column: str) -> str |
             parts.append(f"<p class='missing'>{escape(caption)}</p>")
         groups = duplicate_clusters(s.shards(), s.rejected_shards(), text, id_column)
         if groups:
-            rows = "".join(f"<div class='reason'><div class='reason-name'>cluster of {len(g)} shown</div>"
-                           f"<div class='docs'>{''.join(_labelled(e) for e in g)}</div></div>" for g in groups)
+            rows = "".join(f"<div class='reason'><div class='reason-name'>cluster of {size} documents"
+                           f"{f' ({len(g)} shown)' if len(g) < size else ''}</div>"
+                           f"<div class='docs'>{''.join(_labelled(e) for e in g)}</div></div>" for size, g in groups)
             parts.append(f"<div class='examples' id='clusters-{escape(s.name)}'><p class='note'>The largest "
                          f"clusters: the kept document first, then removed members (first {EXAMPLE_CHARS} "
                          f"characters).</p>{rows}</div>")
@@ -534,7 +524,7 @@ def _bucket_domains(stage: StageDir, buckets: list[str]) -> tuple[dict[str, dict
     for bucket in buckets:
         folder = join(stage.path, bucket)
         shards = [join(folder, n) for n in sorted(files_at(folder).listing("part-")) if n.endswith(".parquet")]
-        sample = read_sample(shards, ["mix_domain", "input_ids"], PACK_ROWS)
+        sample = read_sample(shards, ["mix_domain", "input_ids"], "sequences")
         if sample is None:
             return None
         estimated |= not sample.exact

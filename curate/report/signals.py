@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.io.errors import CurateError
-from curate.report.samples import SMALL_ROWS, read_sample
+from curate.report.samples import read_sample
 
 BINS = 30
 QUALITY_SIGNALS = "quality_signals"
@@ -118,8 +118,8 @@ def recorded_thresholds(parameters: dict) -> dict[str, float]:
 
 def histograms(shards: list[str], columns: list[str], thresholds: dict[str, list[Rule]],
                top_languages: list[str]) -> list[Histogram]:
-    """One histogram per numeric column (up to ``SMALL_ROWS`` sampled rows), thresholds of ``top_languages``."""
-    sample = read_sample(shards, [*columns, "lang"], SMALL_ROWS) or read_sample(shards, columns, SMALL_ROWS)
+    """One histogram per numeric column (a short read of the output), thresholds of ``top_languages``."""
+    sample = read_sample(shards, [*columns, "lang"], "short") or read_sample(shards, columns, "short")
     if sample is None:
         return []
     langs = _languages(sample.table)

@@ -26,6 +26,16 @@ def short(value: float) -> str:
     return f"{value:.4g}"
 
 
+def percent(share: float | None) -> str | None:
+    """A share as a percentage that never reads 100% unless it is exactly 1 (a fill rate of 0.99996)."""
+    if share is None or not isinstance(share, int | float) or math.isnan(share):
+        return None
+    if share == 1:
+        return "100%"
+    text = f"{100 * share:.2f}%"
+    return f"{100 * share:.4f}%" if text == "100.00%" else text
+
+
 def _nice_max(value: float) -> float:
     if value <= 0:
         return 1.0
@@ -42,6 +52,10 @@ def _legend(names: Sequence[str], x: float, y: float) -> list[str]:
         parts.append(f'<rect x="{x:.1f}" y="{y + 15 * i:.1f}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
                      f'<text x="{x + 14:.1f}" y="{y + 9 + 15 * i:.1f}" {FONT}>{escape(name)}</text>')
     return parts
+
+
+def as_percent(value: float) -> str:
+    return percent(value) or "–"
 
 
 def bar_chart(
@@ -83,7 +97,7 @@ def bar_chart(
         for j, name in enumerate(names):
             value = float(series[name][i])
             h = plot_h * value / peak
-            shown = f"{100 * value:.2f}%" if percent else f"{value:,.6g}"
+            shown = as_percent(value) if percent else f"{value:,.6g}"
             note = f" · {notes[name][i]}" if notes and name in notes else ""
             parts.append(
                 f'<rect class="mark" x="{x0 + bar * j:.1f}" y="{top + plot_h - h:.1f}" width="{max(bar - 1, 1):.1f}" '
