@@ -81,7 +81,8 @@ def bar_chart(
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = _nice_max(max((v for values in series.values() for v in values), default=0))
     group = plot_w / max(len(categories), 1)
-    bar = group * 0.8 / max(len(names), 1)
+    bar = min(group * 0.8 / max(len(names), 1), 64)  # a few categories get bars, not slabs
+    inset = (group - bar * len(names)) / 2
     parts = [f'<svg class="chart-svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
     for k in range(6):
         value = peak * k / 5
@@ -93,7 +94,7 @@ def bar_chart(
         parts.append(f'<text transform="translate(14 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle" '
                      f'{FONT}>{escape(y_label)}</text>')
     for i, category in enumerate(categories):
-        x0 = left + group * i + group * 0.1
+        x0 = left + group * i + inset
         for j, name in enumerate(names):
             value = float(series[name][i])
             h = plot_h * value / peak
@@ -117,7 +118,7 @@ def bar_chart(
 def hbar_chart(rows: Sequence[tuple[str, float]], *, unit: str = "", width: int = 760, color: str = PALETTE[0],
                total: float | None = None) -> str:
     """Horizontal bars with the value (and share of ``total``) written after each bar: funnels and reasons."""
-    label_w = min(260, 12 + 7 * max((len(label) for label, _ in rows), default=4))
+    label_w = min(320, 12 + 7 * max((len(label) for label, _ in rows), default=4))
     value_w = 150
     row_h = 22
     height = 10 + row_h * len(rows)
