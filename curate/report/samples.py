@@ -21,7 +21,8 @@ from curate.io.inputs import parquet_file
 # Rows read of one output, per kind of read (a test lowers them to check that reads stay within them)
 BUDGETS = {
     "text": 20_000,  # columns holding text: lengths, characters per language
-    "short": 1_000_000,  # short columns: language codes, signals, cluster ids and sizes
+    "short": 1_000_000,  # short columns: language codes, cluster ids and sizes
+    "signals": 200_000,  # per-document signals for histograms (quality's q_*, scores)
     "examples": 5_000,  # rows scanned for examples of removed documents
     "sequences": 2_000,  # packed sequences (token ids) per bucket
 }

@@ -36,10 +36,12 @@ class Histogram:
     rule: str = ""  # the setting that holds the threshold (gopher_quality:min_doc_words)
 
 
-def _languages(sample: pa.Table) -> np.ndarray:
+def _languages(sample: pa.Table) -> tuple[list[str], np.ndarray]:
+    """The sample's language codes and each row's index into them ("" for every row without a lang column)."""
     if "lang" not in sample.column_names:
-        return np.full(sample.num_rows, "", dtype=object)
-    return np.asarray(pc.fill_null(sample.column("lang").cast(pa.string()), "und").to_pylist(), dtype=object)
+        return [""], np.zeros(sample.num_rows, dtype=np.int64)
+    encoded = pc.dictionary_encode(pc.fill_null(sample.column("lang").cast(pa.string()), "und")).combine_chunks()
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 Rule = tuple[str, str, Callable[[str], float]]  # (setting, comparison: "<" or ">", threshold of a language)
@@ -118,11 +120,11 @@ def recorded_thresholds(parameters: dict) -> dict[str, float]:
 
 def histograms(shards: list[str], columns: list[str], thresholds: dict[str, list[Rule]],
                top_languages: list[str]) -> list[Histogram]:
-    """One histogram per numeric column (a short read of the output), thresholds of ``top_languages``."""
-    sample = read_sample(shards, [*columns, "lang"], "short") or read_sample(shards, columns, "short")
+    """One histogram per numeric column (a sample of the output), thresholds of ``top_languages``."""
+    sample = read_sample(shards, [*columns, "lang"], "signals") or read_sample(shards, columns, "signals")
     if sample is None:
         return []
-    langs = _languages(sample.table)
+    codes, index = _languages(sample.table)
     out = []
     for column in columns:
         values = sample.table.column(column)
@@ -139,12 +141,13 @@ def histograms(shards: list[str], columns: list[str], thresholds: dict[str, list
         beyond = np.zeros(len(data), dtype=bool)
         lines: list[tuple[float, str]] = []
         notes = []
-        present = sorted(set(langs[valid].tolist()), key=lambda lang: (lang not in top_languages,
-                                                                        top_languages.index(lang)
-                                                                        if lang in top_languages else 0, lang))
+        seen = np.bincount(index[valid], minlength=len(codes))
+        present = sorted((code for code, n in zip(codes, seen, strict=True) if n),
+                         key=lambda lang: (top_languages.index(lang) if lang in top_languages else len(top_languages),
+                                           lang))
         for rule, comparison, of in rules:
             per_lang = {lang: of(lang) for lang in present}
-            limits = np.asarray([per_lang[lang] for lang in langs], dtype=np.float64)
+            limits = np.asarray([per_lang.get(code, math.nan) for code in codes], dtype=np.float64)[index]
             with np.errstate(invalid="ignore"):
                 beyond |= data < limits if comparison == "<" else data > limits
             shown = [(lang, v) for lang, v in per_lang.items() if not math.isnan(v)][:4]
@@ -163,7 +166,9 @@ def histograms(shards: list[str], columns: list[str], thresholds: dict[str, list
         edges = np.linspace(low, high, BINS + 1)
         if integer and high - low < BINS:
             edges = np.arange(math.floor(low), math.ceil(high) + 2, dtype=np.float64) - 0.5
-        counts, _ = np.histogram(np.clip(data[valid], edges[0], edges[-1]), bins=edges)
+        # equal-width bins given as a count and a range: numpy's fast path, no sort of the data
+        counts, _ = np.histogram(np.clip(data[valid], edges[0], edges[-1]), bins=len(edges) - 1,
+                                 range=(edges[0], edges[-1]))
         out.append(Histogram(column, edges.tolist(), (counts * sample.scale).tolist(), int(valid.sum()),
                              sample.total, lines, float(beyond[valid].mean()) if rules else None, "; ".join(notes)))
     return out
