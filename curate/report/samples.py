@@ -76,10 +76,13 @@ def read_sample(shards: list[str], columns: list[str], budget: str, *, text: str
         wanted = min(len(groups), max(1, math.ceil(len(groups) * max_rows / total)))
         groups = [groups[i] for i in sorted({round(x) for x in np.linspace(0, len(groups) - 1, wanted)})]
     limit = max(1, math.ceil(max_rows / len(groups)))
-    tables = []
+    tables, read = [], 0
     for file, group, _ in groups:
-        table = _read_group(file, group, columns, limit)
+        if read >= max_rows:
+            break
+        table = _read_group(file, group, columns, min(limit, max_rows - read))
         if table is not None:
+            read += table.num_rows
             if text is not None:
                 index = table.schema.get_field_index(text)
                 table = table.set_column(index, text, pc.utf8_slice_codeunits(
