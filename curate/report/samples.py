@@ -27,6 +27,7 @@ BUDGETS = {
     "sequences": 2_000,  # packed sequences (token ids) per bucket
 }
 EXAMPLE_CHARS = 300
+SPREAD = 64  # row groups a sample takes rows from, when the output has that many
 
 
 @dataclass
@@ -72,8 +73,8 @@ def read_sample(shards: list[str], columns: list[str], budget: str, *, text: str
     total = sum(n for *_, n in groups)
     if not total:
         return None
-    if total > max_rows:  # evenly spaced row groups, each read in part when one alone is too large
-        wanted = min(len(groups), max(1, math.ceil(len(groups) * max_rows / total)))
+    if total > max_rows:  # evenly spaced row groups (at least SPREAD of them), the first rows of each
+        wanted = min(len(groups), max(SPREAD, math.ceil(len(groups) * max_rows / total)))
         groups = [groups[i] for i in sorted({round(x) for x in np.linspace(0, len(groups) - 1, wanted)})]
     limit = max(1, math.ceil(max_rows / len(groups)))
     tables, read = [], 0
