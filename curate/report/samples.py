@@ -129,27 +129,31 @@ class Example:
     text: str  # the first EXAMPLE_CHARS characters
 
 
-def examples_by_reason(shards: list[str], reason_column: str, text: str, id_column: str, *, per_reason: int = 3,
-                       only_failed: bool = False) -> dict[str, list[Example]]:
+def examples_by_reason(shards: list[str], reason_column: str, text: str, id_column: str, *,
+                       per_reason: int = 3) -> dict[str, list[Example]]:
     """A few rows per removal reason of an output: ``reason`` (a string) or ``quality_reasons`` (a list)."""
-    files = [parquet_file(p) for p in shards] if shards else []
-    names = files[0].schema_arrow.names if files else []
+    names = parquet_file(shards[0]).schema_arrow.names if shards else []
     columns = [c for c in (reason_column, text, id_column, "lang") if c in names]
     sample = read_sample(shards, columns, "examples", text=text) if reason_column in columns and text in columns \
         else None
     if sample is None:
         return {}
-    rows = sample.table.to_pylist()
+    table = sample.table
+    reasons = table.column(reason_column).combine_chunks()
+    if pa.types.is_list(reasons.type) or pa.types.is_large_list(reasons.type):
+        rows = pc.list_parent_indices(reasons).to_numpy(zero_copy_only=False)
+        reasons = pc.list_flatten(reasons)
+    else:
+        rows = np.arange(len(reasons))
+    reasons = pc.fill_null(reasons.cast(pa.string()), "")
     found: dict[str, list[Example]] = {}
-    for row in rows:
-        reasons = row[reason_column]
-        if reasons is None or (only_failed and not reasons):
+    for reason in pc.unique(reasons).to_pylist():  # a few reasons, each looked up at once
+        if not reason:
             continue
-        for reason in reasons if isinstance(reasons, list) else [reasons]:
-            bucket = found.setdefault(str(reason), [])
-            if len(bucket) < per_reason:
-                bucket.append(Example(str(reason), str(row.get(id_column, "")), str(row.get("lang") or ""),
-                                      row[text]))
+        picked = table.take(pa.array(rows[np.flatnonzero(pc.equal(reasons, reason).to_numpy(zero_copy_only=False))
+                                          [:per_reason]])).to_pylist()
+        found[reason] = [Example(reason, str(row.get(id_column, "")), str(row.get("lang") or ""), row[text])
+                         for row in picked]
     return found
 
 

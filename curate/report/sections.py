@@ -173,7 +173,7 @@ def _examples(stage: StageDir, text: str, id_column: str) -> dict[str, list[Exam
         return examples_by_reason(shards, column, text, id_column, per_reason=EXAMPLES_PER_REASON)
     if "quality_reasons" in stage.columns():  # annotate mode: the documents that would go
         return examples_by_reason(stage.shards(), "quality_reasons", text, id_column,
-                                  per_reason=EXAMPLES_PER_REASON, only_failed=True)
+                                  per_reason=EXAMPLES_PER_REASON)
     return {}
 
 
