@@ -100,6 +100,11 @@ def run_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     # branches: the quality signals of the same documents, and two more packs of the mixture
     _curate("quality", str(work / "04-dedup-minhash"), "-o", str(work / "05-quality-signals"), "--mode", "annotate",
             "--filters", "gopher-repetition,gopher-quality", "--config", str(RECIPES / "multilingual-quality.yaml"))
+    # a fastText quality classifier trained on what the heuristics kept vs removed, filtering at 0.5
+    _curate("quality", "train", "--positive", str(work / "05-quality"), "--negative", str(work / "05-quality.rejected"),
+            "-o", str(root / "classifier.bin"), "--epoch", "5")
+    _curate("quality", "classify", str(work / "04-dedup-minhash"), "-o", str(work / "06-classify"), "--model",
+            str(root / "classifier.bin"), "--min-score", "0.5", "--rejected", str(work / "06-classify.rejected"))
     tokenizer = str(shared_data / "tokenizers" / "gpt2.json")
     _curate("pack", str(work / "11-mix-apply"), "-o", str(work / "12-pack-meg"), "--tokenizer", tokenizer,
             "--strategy", "concat", "--format", "megatron")
@@ -150,16 +155,16 @@ def test_every_section_is_there_self_contained_and_small(html: str) -> None:
 def test_stage_graph_draws_branches_from_recorded_inputs(html: str) -> None:
     rows = {row[0]: row[1:] for row in _rows(_section(html, "stages"))[1:]}
     assert list(rows) == ["01-langid", "03-langid", "04-dedup-minhash", "05-quality", "11-mix-apply", "12-cmp",
-                          "12-pack", "12-pack-meg", "05-quality-signals"]
+                          "12-pack", "12-pack-meg", "05-quality-signals", "06-classify"]
     reads = {name: cells[0] for name, cells in rows.items()}
     assert reads == {"01-langid": "input", "03-langid": "01-langid", "04-dedup-minhash": "03-langid",
                      "05-quality": "04-dedup-minhash", "11-mix-apply": "05-quality", "12-cmp": "11-mix-apply",
                      "12-pack": "11-mix-apply", "12-pack-meg": "11-mix-apply",
-                     "05-quality-signals": "04-dedup-minhash"}
+                     "05-quality-signals": "04-dedup-minhash", "06-classify": "04-dedup-minhash"}
     assert rows["12-cmp"][3] == "–"  # pack --compare writes statistics, no documents
     assert rows["11-mix-apply"][2] != "–"  # mix apply's documents in
     graph = _figures(html)["graph"]
-    assert graph.count("marker-end") == 8  # one arrow per stage that reads another
+    assert graph.count("marker-end") == 9  # one arrow per stage that reads another
     funnel = _figures(html)["funnel"]
     assert "12-cmp" not in funnel and ": 0 docs" not in funnel
     assert "12-pack-meg (pack) ← 11-mix-apply" in funnel and "05-quality-signals (quality) ← 04-dedup" in funnel
@@ -251,6 +256,11 @@ def test_signal_histograms_draw_the_thresholds_the_stage_applied(html: str, run_
         caption = _caption(html, f"signal-05-quality-signals-{column}")
         share = signals["removed"].get(rule, 0) / signals["docs_in"]
         assert rule in caption and f"beyond the thresholds: {100 * share:.2f}% of documents" in caption, caption
+    # the classifier: its --min-score over what it kept and what it rejected
+    classify = _stats(run_dir, "06-classify")
+    caption = _caption(html, "signal-06-classify-quality_score")
+    share = sum(classify["removed"].values()) / classify["docs_in"]
+    assert "min_score 0.5" in caption and f"beyond the thresholds: {100 * share:.2f}% of documents" in caption
     words = _caption(html, "signal-05-quality-signals-q_word_count")
     assert "min_doc_words 50" in words and "max_doc_words 1e+05" in words
 

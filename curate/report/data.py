@@ -58,10 +58,6 @@ class StageDir:
         names = files_at(self.path).listing("part-")
         return [join(self.path, n) for n in sorted(names) if n.endswith(".parquet")]
 
-    def has_column(self, column: str) -> bool:
-        shards = self.shards()
-        return bool(shards) and column in parquet_file(shards[0]).schema_arrow.names
-
     @property
     def summary(self) -> RunSummary:
         return RunSummary.from_dict(self.stats)

@@ -276,16 +276,18 @@ def _chars(value: float | None) -> Num | None:
 def signals_section(stages: list[StageDir], top_languages: list[str]) -> str | None:
     parts = []
     for s in stages:
+        spec = stage_named(s.stage)
+        kind = spec.name if spec else s.stage  # "quality-classify" whichever way the plan spells it
         columns = s.columns()
-        thresholds = score_thresholds(s.stage, s.parameters)
+        thresholds = score_thresholds(kind, s.parameters)
         wanted = [c for c in ("lang_score", "quality_score") if c in columns and (c in thresholds or s.reads is None)]
         prefix = str(s.parameters.get("signal_prefix") or "")
-        if s.stage == "quality" and prefix:
+        if kind == "quality" and prefix:
             signal_columns = [c for c in columns if c.startswith(prefix)]
             if signal_columns:
                 thresholds = {**thresholds, **quality_thresholds(s.parameters, prefix)}
                 wanted += signal_columns
-        if not wanted or s.stage not in ("langid", "quality", "quality classify"):
+        if not wanted or kind not in ("langid", "quality", "quality-classify"):
             continue
         # a filtering stage's output lacks what it removed: its --rejected output holds the rest
         shards = s.shards() + (s.rejected_shards() if s.rejected else [])
@@ -302,7 +304,7 @@ def signals_section(stages: list[StageDir], top_languages: list[str]) -> str | N
                                 f"{h.column}{rule}{sampled}{removes}."))
         filtered = s.parameters.get("mode", "filter") == "filter" and any(h.removes for h in made)
         kind = ("the documents it kept only (no --rejected output to add the removed ones)"
-                if filtered and s.rejected is None and s.stage != "quality" else "every document the stage read")
+                if filtered and s.rejected is None and kind != "quality" else "every document the stage read")
         parts.append(f"<h3>{escape(s.name)} ({escape(s.stage)})</h3><p class='note'>Distribution over {kind}. "
                      "The dashed line is the threshold of the largest language; the caption gives the others and "
                      "the share of documents beyond their own language's threshold.</p>"

@@ -85,7 +85,7 @@ def quality_thresholds(parameters: dict, prefix: str) -> dict[str, list[Rule]]:
 
 def score_thresholds(stage: str, parameters: dict) -> dict[str, list[Rule]]:
     """``lang_score`` (langid: --min-score and the per-language --thresholds) and ``quality_score``
-    (the classifier's --min-score), where the stage applied one."""
+    (the classifier's --min-score), where the stage (its name in the command table) applied one."""
     minimum = parameters.get("min_score")
     if stage == "langid":
         per_lang = dict(recorded_thresholds(parameters))
@@ -97,7 +97,7 @@ def score_thresholds(stage: str, parameters: dict) -> dict[str, list[Rule]]:
             values = [v for v in (minimum, per_lang.get(lang, default)) if v is not None]
             return float(max(values)) if values else math.nan
         return {"lang_score": [("thresholds" if per_lang else "min_score", "<", of)]}
-    if stage == "quality classify" and minimum is not None:
+    if stage == "quality-classify" and minimum is not None:
         return {"quality_score": [("min_score", "<", lambda lang: float(minimum))]}
     return {}
 
