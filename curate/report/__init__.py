@@ -27,7 +27,7 @@ body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#2
 h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
 h3{font-size:15px;margin:22px 0 6px}.meta{color:#666;font-size:13px;font-weight:normal}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{padding:3px 10px;border-bottom:1px solid #eee}
-th{text-align:left;background:#f6f6f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{text-align:left;background:#f6f6f6;white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}
 table.wide{display:block;overflow-x:auto;max-width:100%}
 figure.chart{margin:8px 0 16px}figcaption{font-size:12px;color:#666;margin-top:2px;max-width:760px}
 .missing,.note{color:#666;font-size:13px}nav a{margin-right:12px;font-size:13px}

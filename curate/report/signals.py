@@ -154,6 +154,8 @@ def histograms(shards: list[str], columns: list[str], thresholds: dict[str, list
             if not shown:
                 continue
             main_lang, main = shown[0]
+            if len({v for v in per_lang.values() if not math.isnan(v)}) == 1:
+                main_lang = ""  # one threshold for every language
             if low - span <= main <= high + span:  # a threshold far beyond every document would flatten the chart
                 lines.append((main, f"{comparison} {main:.3g}" + (f" ({main_lang})" if main_lang else "")))
                 low, high = min(low, main), max(high, main)

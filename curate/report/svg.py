@@ -172,9 +172,12 @@ def histogram(edges: Sequence[float], counts: Sequence[float], *, lines: Sequenc
                      f'text-anchor="{"end" if x > left + plot_w * 0.5 else "start"}" fill="#c0504d" {FONT}>'
                      f"{escape(label)}</text>")
     base = top + plot_h
+    ends = (short(low), short(high))
+    if ends[0] == ends[1]:  # a narrow range: enough digits to tell its ends apart
+        ends = (f"{low:.4g}", f"{high:.4g}")
     parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{base}" y2="{base}" stroke="#555"/>'
-                 f'<text x="{left}" y="{base + 13}" {FONT}>{short(low)}</text>'
-                 f'<text x="{left + plot_w}" y="{base + 13}" text-anchor="end" {FONT}>{short(high)}</text>')
+                 f'<text x="{left}" y="{base + 13}" {FONT}>{ends[0]}</text>'
+                 f'<text x="{left + plot_w}" y="{base + 13}" text-anchor="end" {FONT}>{ends[1]}</text>')
     if x_label:
         parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{base + 27}" text-anchor="middle" {FONT}>{escape(x_label)}</text>')
     parts.append("</svg>")
