@@ -73,7 +73,7 @@ def bar_chart(
     longest = max((len(c) for c in categories), default=0)
     rotate = len(categories) > 8 or longest > 10
     # rotated labels (-35°) need room below the axis and, for the first one, left of it
-    bottom = min(40 + 5.2 * longest, 150) if rotate else 40
+    bottom = min(30 + 3.6 * longest, 150) if rotate else 40
     top, right, left = 24 + 15 * max(len(names) - 1, 0), 16, 64
     if rotate:
         left = max(left, min(5.6 * longest * 0.82 - (width - left - right) / max(len(categories), 1) / 2, 180))
