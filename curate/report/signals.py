@@ -50,7 +50,7 @@ Rule = tuple[str, str, Callable[[str], float]]  # (setting, comparison: "<" or "
 def quality_thresholds(parameters: dict, prefix: str) -> dict[str, list[Rule]]:
     """Signal column → the rules a quality output applied to it (a signal can have a minimum and a maximum)."""
     from curate.stages.quality.config import FILTER_SECTIONS, QualityConfig, normalize_lang
-    from curate.stages.quality.filters import _THRESHOLD_RULES
+    from curate.stages.quality.filters import THRESHOLD_RULES
     from curate.stages.quality.signals import DUP_NGRAM_KEY, TOP_NGRAM_KEY
 
     config_path = parameters.get("config")
@@ -70,7 +70,7 @@ def quality_thresholds(parameters: dict, prefix: str) -> dict[str, list[Rule]]:
         return of
 
     rules: dict[str, list[Rule]] = {}
-    for name, key, signal, comparison in _THRESHOLD_RULES:
+    for name, key, signal, comparison in THRESHOLD_RULES:
         if name in filters:
             section = FILTER_SECTIONS[name]
             rules.setdefault(prefix + signal, []).append((f"{section}:{key}", comparison, setting(section, key)))
