@@ -151,7 +151,9 @@ def test_hnsw_neighbours_match_exact_ones_and_traversal_visits_each_document_onc
     assert followed == len(path) - paths  # every other step is a jump, one per path
 
 
-def test_order_related_refuses_stdin(tokenizer_path):
+def test_order_related_refuses_stdin_and_a_pass_before_the_one_it_reads(mixed, tokenizer_path, tmp_path):
     result = CliRunner().invoke(app, ["pack", "-", "-o", "out", "--tokenizer", str(tokenizer_path), "--order",
                                       "related"])
     assert result.exit_code == 2 and "stdin" in result.stderr
+    result = CliRunner().invoke(app, pack_args(mixed, tmp_path / "early", tokenizer_path, "--pass", "order"))
+    assert result.exit_code == 2 and "the `centroids` pass of --order related has not finished" in result.stderr

@@ -34,7 +34,16 @@ import pyarrow.parquet as pq
 from curate.io.errors import UsageError
 from curate.io.inputs import STDIN, Unit
 from curate.io.options import IOOptions
-from curate.io.output import PLAN, OutputDir, ShardInfo, ShardWriter, UnitRecord, merge_counters, shard_name
+from curate.io.output import (
+    MANIFEST,
+    PLAN,
+    OutputDir,
+    ShardInfo,
+    ShardWriter,
+    UnitRecord,
+    merge_counters,
+    shard_name,
+)
 from curate.io.storage import require_local, work_dir_beside
 from curate.params import digest
 from curate.runner import run_map_stage, run_units
@@ -71,6 +80,9 @@ def _vector_column(vectors: np.ndarray) -> pa.Array:
 
 def _plan_digest(directory: Path) -> str:
     """The digest of a finished pass's plan: what the next pass's plan names as its source."""
+    if not (directory / MANIFEST).is_file():
+        raise UsageError(f"{directory}: the `{directory.name}` pass of --order related has not finished: "
+                         "run it (or the whole command) first")
     return digest(json.loads((directory / PLAN).read_text()))
 
 
@@ -262,6 +274,7 @@ def related_passes(params: Any, io: IOOptions) -> tuple[list[Pass], str]:
         return run_map_stage(AssignStage(params, embedded, centroids), dataclasses.replace(task, output=str(assigned)))
 
     def order_pass(task: IOOptions) -> dict:
+        _plan_digest(centroids)  # finished?
         clusters = len(read_centroids(centroids)[1])
         return run_units(OrderStage(params, assigned), dataclasses.replace(task, output=str(ordered)),
                          [Partition(c, clusters) for c in range(clusters)], [str(assigned)])
