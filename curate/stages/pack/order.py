@@ -144,7 +144,7 @@ class CentroidsStage(_OrderPass):
         mean = sample.mean(axis=0)
         clusters = -(-documents // params.cluster_docs)
         centroids = spherical_kmeans(normalise(sample - mean), clusters, params.seed)
-        table = pa.table({"cluster": pa.array(np.arange(-1, len(centroids), dtype=np.int32)),
+        table = pa.table({"cluster": pa.array(np.arange(_MEAN_ROW, len(centroids), dtype=np.int32)),
                           "vector": _vector_column(np.vstack([mean[None, :], centroids]).astype(np.float32))})
         return _write(context.out, 0, table), {"documents": documents, "sample": len(sample),
                                                 "clusters": len(centroids)}
