@@ -166,6 +166,7 @@ PACK_EXAMPLES = """Examples:
   curate pack data/ -o out/bf --tokenizer gpt2.json --strategy bestfit --seq-len 2048 --window 20000
   curate pack data/ -o out/cmp --tokenizer gpt2.json --compare --seq-len 8192   # three strategies side by side
   curate pack data/ -o out/dd --tokenizer tokenizer.json --workers 2      # units in parallel, same output
+  curate pack data/ -o out/icp --tokenizer gpt2.json --strategy concat --order related   # related documents together
 """
 
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from curate.stages.pack.tokenize import TokenBatch, load_tokenizer, resolve_eos,
 from curate.stages.pack.writers import MegatronSequences, NpyMatrix, ParquetSequences, list_column, unit_file
 
 STRATEGIES = ["decompose", "concat", "bestfit"]
+ORDERS = ["input", "related"]
 FORMATS = ["parquet", "megatron", "npy"]
 BUCKETS_FILE = "_buckets.json"
 TOKENIZER_THREADS_ENV = "TOKENIZERS_PARALLELISM"
@@ -70,7 +71,16 @@ class PackParams:
     )
     keep_columns: list[str] = option([], "decompose: input columns copied to every piece, e.g. mix_domain.")
     compare: bool = option(False, "Run all three strategies on the input and print their statistics side by side.")
-    seed: int = option(0, "decompose: seed of the random piece sizes (document n of the input draws from seed and n; see docs/pack-formats.md).")
+    seed: int = option(0, "decompose: seed of the random piece sizes (document n of the input draws from seed and n; see docs/pack-formats.md). --order related: seed of its sample, k-means and traversal.")
+    order: str = option(
+        "input",
+        "input: documents in input order. related: In-Context Pretraining's order (related documents next to "
+        "each other: k-means clusters, nearest neighbours, greedy traversal; see docs/pack-formats.md).",
+        choices=ORDERS,
+    )
+    cluster_docs: int = option(20_000, "--order related: documents per k-means cluster, on average (memory: one cluster's documents).")
+    kmeans_sample: int = option(100_000, "--order related: documents sampled to fit the k-means clusters.")
+    neighbors: int = option(9, "--order related: nearest neighbours per document that the traversal may follow.")
 
     def check(self) -> None:
         if not self.tokenizer:
@@ -79,6 +89,8 @@ class PackParams:
             raise UsageError("need 1 ≤ --min-log2 ≤ --max-log2 ≤ 24")
         if self.seq_len < 1 or self.window < 1:
             raise UsageError("--seq-len and --window must be ≥ 1")
+        if self.cluster_docs < 1 or self.kmeans_sample < 1 or self.neighbors < 1:
+            raise UsageError("--cluster-docs, --kmeans-sample and --neighbors must be ≥ 1")
         if self.keep_columns and (self.strategy != "decompose" or self.compare):
             raise UsageError("--keep-columns applies to --strategy decompose (a piece has one source document)")
 
@@ -287,8 +299,18 @@ class PackStage(UnitStage):
 
 
 def pack_passes(params: PackParams, io: IOOptions) -> list[Pass]:
-    """`curate pack` is one array pass: its units may be shared by any number of tasks."""
-    return [Pass("", Path(io.output), True, lambda task_io: _pack_pass(params, task_io))]
+    """`curate pack` is one array pass: its units may be shared by any number of tasks. With ``--order related``
+    the passes that order the documents (:mod:`curate.stages.pack.order`) come first, and pack reads their
+    ordered parts."""
+    if params.order == "input":
+        return [Pass("", Path(io.output), True, lambda task_io: _pack_pass(params, task_io))]
+    params.check()
+    from curate.stages.pack.order import related_passes
+
+    passes, ordered = related_passes(params, io)
+    ordered_io = {"inputs": [ordered], "columns": [], "drop_columns": []}
+    return [*passes, Pass("pack", Path(io.output), True,
+                          lambda task_io: _pack_pass(params, replace(task_io, **ordered_io)))]
 
 
 def _pack_pass(params: PackParams, io: IOOptions) -> dict:
