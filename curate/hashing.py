@@ -1,5 +1,5 @@
-"""Numba hashing primitives over Arrow string buffers: XXH64, 64-bit finalisers, mod (2^61 − 1) arithmetic;
-``hash_strings`` hashes every string of an Arrow array (dedup's keys and ids, mix apply's per-document draws).
+"""Numba hashing primitives over Arrow string buffers: XXH64, 64-bit finalisers, word n-gram hashes, mod (2^61 − 1)
+arithmetic; ``hash_strings`` hashes every string of an Arrow array (dedup's keys and ids, mix apply's per-document draws).
 
 Everything here is pure uint64 arithmetic (numba promotes uint64 mixed with signed ints to float, so every
 constant is an explicit `np.uint64`). `xxh64` is bit-identical to `xxhash.xxh64_intdigest` (tested).
@@ -14,6 +14,7 @@ import pyarrow as pa
 from curate.text import string_buffers
 
 MERSENNE_61 = np.uint64((1 << 61) - 1)
+NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 _P1 = np.uint64(0x9E3779B185EBCA87)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -106,6 +107,16 @@ def fmix64(h):
     h = h ^ (h >> np.uint64(33))
     h = h * np.uint64(0xC4CEB9FE1A85EC53)
     return h ^ (h >> np.uint64(33))
+
+
+@nb.njit(inline="always", cache=True)
+def ngram_hash(words, start, width):
+    """Hash of the word n-gram ``words[start:start + width]`` (uint64 word hashes): fmix64(Σ w_t·M^(width−1−t)
+    mod 2^64), so no n-gram string is ever built."""
+    h = np.uint64(0)
+    for t in range(width):
+        h = h * NGRAM_MULTIPLIER + words[start + t]
+    return fmix64(h)
 
 
 @nb.njit(inline="always", cache=True)
