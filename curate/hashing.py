@@ -119,6 +119,33 @@ def ngram_hash(words, start, width):
     return fmix64(h)
 
 
+@nb.njit(cache=True)
+def ngram_prefixes(words, n, prefix):
+    """prefix[k] = Σ_{j<k} words[j]·M^(k−1−j) for k ≤ n, so that every n-gram hash costs O(1):
+    ``ngram_hash(words, i, L) == ngram_hash_at(prefix, powers, i, L)``."""
+    h = np.uint64(0)
+    prefix[0] = h
+    for k in range(n):
+        h = h * NGRAM_MULTIPLIER + words[k]
+        prefix[k + 1] = h
+
+
+@nb.njit(cache=True)
+def ngram_powers(max_width):
+    """M^L for L = 0 … max_width (mod 2^64)."""
+    powers = np.empty(max_width + 1, np.uint64)
+    powers[0] = np.uint64(1)
+    for width in range(1, max_width + 1):
+        powers[width] = powers[width - 1] * NGRAM_MULTIPLIER
+    return powers
+
+
+@nb.njit(inline="always", cache=True)
+def ngram_hash_at(prefix, powers, start, width):
+    """:func:`ngram_hash` of the n-gram at ``start`` from the prefixes of :func:`ngram_prefixes`."""
+    return fmix64(prefix[start + width] - prefix[start] * powers[width])
+
+
 @nb.njit(inline="always", cache=True)
 def mod61(x):
     """x mod (2^61 − 1) for any uint64 x."""

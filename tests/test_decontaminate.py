@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
@@ -17,6 +18,7 @@ from conftest import REPO, write_parquet
 from typer.testing import CliRunner
 
 from curate.cli.main import app
+from curate.hashing import ngram_hash, ngram_hash_at, ngram_powers, ngram_prefixes
 from curate.io.output import file_checksum
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -174,3 +176,15 @@ def test_bad_benchmarks_and_parameters_are_refused(corpus, tmp_path):
     run(*common, "--benchmarks", folder / "bench" / "udhr_en.parquet", "--min-ngram", 20, "-o", tmp_path / "o3", code=2)
     (tmp_path / "short.txt").write_text("Everyone has the right to life.\n")
     run(*common, "--benchmarks", tmp_path / "short.txt", "-o", tmp_path / "o4", code=2)
+    run(*common, "--benchmarks", folder / "bench" / "udhr_en.parquet", "--pass", "check", "-o", tmp_path / "o5",
+        code=2)  # the index is not built yet
+
+
+def test_ngram_hashes_from_prefixes_equal_the_direct_hash():
+    words = np.random.default_rng(3).integers(0, 2**64, 40, dtype=np.uint64)
+    prefix = np.empty(41, np.uint64)
+    ngram_prefixes(words, 40, prefix)
+    powers = ngram_powers(13)
+    for width in (1, 8, 13):
+        for start in range(0, 40 - width + 1, 3):
+            assert ngram_hash_at(prefix, powers, start, width) == ngram_hash(words, start, width)

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.hashing import ngram_hash, xxh64
+from curate.hashing import ngram_hash, ngram_hash_at, ngram_powers, ngram_prefixes, xxh64
 from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns, InputFile, iter_batches, resolve_inputs
 from curate.io.options import IOOptions
@@ -152,27 +152,27 @@ def _find(index, bits, shift, h):
 
 
 @nb.njit(inline="always", cache=True)
-def _ngram_at(index, bits, shift, hashes, n, i, length):
+def _ngram_at(index, bits, shift, prefix, powers, n, i, length):
     if i + length > n:
         return -1
-    return _find(index, bits, shift, ngram_hash(hashes, i, length))
+    return _find(index, bits, shift, ngram_hash_at(prefix, powers, i, length))
 
 
 @nb.njit(cache=True)
-def _first_match(index, bits, shift, lengths, ngram, hashes, n):
+def _first_match(index, bits, shift, lengths, ngram, prefix, powers, n):
     """(first word, length) of the first benchmark n-gram: by position, and at one position the --ngram-gram
     first, then the shorter lengths in ascending order (NeMo Curator's order); (-1, 0) when none."""
     for i in range(n):
-        if _ngram_at(index, bits, shift, hashes, n, i, ngram) >= 0:
+        if _ngram_at(index, bits, shift, prefix, powers, n, i, ngram) >= 0:
             return i, ngram
         for length in lengths:
-            if length != ngram and _ngram_at(index, bits, shift, hashes, n, i, length) >= 0:
+            if length != ngram and _ngram_at(index, bits, shift, prefix, powers, n, i, length) >= 0:
                 return i, length
     return -1, 0
 
 
 @nb.njit(parallel=True, cache=True)
-def _count_matches(data, offsets, lower, classes, index, bits, shift, lengths, ngrams, entries):
+def _count_matches(data, offsets, lower, classes, index, bits, shift, lengths, powers, ngrams, entries):
     """Per document: positions where a benchmark n-gram starts (every length), and index entries they hit."""
     for d in nb.prange(len(offsets) - 1):
         start, end = offsets[d], offsets[d + 1]
@@ -181,11 +181,13 @@ def _count_matches(data, offsets, lower, classes, index, bits, shift, lengths, n
         starts = np.empty(words, np.int64)
         scratch = np.empty(scratch_size, np.uint8)
         n = _words(data, start, end, lower, classes, scratch, hashes, starts, starts)
+        prefix = np.empty(n + 1, np.uint64)
+        ngram_prefixes(hashes, n, prefix)
         found = 0
         hit = 0
         for i in range(n):
             for length in lengths:
-                p = _ngram_at(index, bits, shift, hashes, n, i, length)
+                p = _ngram_at(index, bits, shift, prefix, powers, n, i, length)
                 if p >= 0:
                     found += 1
                     h = index[p]
@@ -197,7 +199,7 @@ def _count_matches(data, offsets, lower, classes, index, bits, shift, lengths, n
 
 
 @nb.njit(parallel=True, cache=True)
-def _match_sources(data, offsets, docs, lower, classes, index, sources, bits, shift, lengths, first, out):
+def _match_sources(data, offsets, docs, lower, classes, index, sources, bits, shift, lengths, powers, first, out):
     """The source of every index entry hit by documents ``docs``, from out[first[k]] on (see _count_matches)."""
     for k in nb.prange(len(docs)):
         start, end = offsets[docs[k]], offsets[docs[k] + 1]
@@ -206,10 +208,12 @@ def _match_sources(data, offsets, docs, lower, classes, index, sources, bits, sh
         starts = np.empty(words, np.int64)
         scratch = np.empty(scratch_size, np.uint8)
         n = _words(data, start, end, lower, classes, scratch, hashes, starts, starts)
+        prefix = np.empty(n + 1, np.uint64)
+        ngram_prefixes(hashes, n, prefix)
         o = first[k]
         for i in range(n):
             for length in lengths:
-                p = _ngram_at(index, bits, shift, hashes, n, i, length)
+                p = _ngram_at(index, bits, shift, prefix, powers, n, i, length)
                 if p >= 0:
                     h = index[p]
                     while p < len(index) and index[p] == h:
@@ -251,8 +255,8 @@ def _forward(data, high, q):
 
 
 @nb.njit(parallel=True, cache=True)
-def _cut(data, offsets, docs, lower, classes, index, bits, shift, lengths, ngram, remove, min_chars, max_pieces,
-         pieces, counts):
+def _cut(data, offsets, docs, lower, classes, index, bits, shift, lengths, powers, ngram, remove, min_chars,
+         max_pieces, pieces, counts):
     """NeMo Curator's ``_remove_ngrams`` for documents ``docs``: pieces[k, j] = (start, end) bytes of piece j,
     counts[k] = pieces (stops counting past ``max_pieces``: the document is removed anyway)."""
     for k in nb.prange(len(docs)):
@@ -262,10 +266,12 @@ def _cut(data, offsets, docs, lower, classes, index, bits, shift, lengths, ngram
         starts = np.empty(words, np.int64)
         ends = np.empty(words, np.int64)
         scratch = np.empty(scratch_size, np.uint8)
+        prefix = np.empty(words + 1, np.uint64)
         count = 0
         while count <= max_pieces:
             n = _words(data, a, end, lower, classes, scratch, hashes, starts, ends)
-            i, length = _first_match(index, bits, shift, lengths, ngram, hashes, n)
+            ngram_prefixes(hashes, n, prefix)
+            i, length = _first_match(index, bits, shift, lengths, ngram, prefix, powers, n)
             if i < 0:  # the rest of the text is free of benchmark n-grams
                 pieces[k, count, 0], pieces[k, count, 1] = a, end
                 count += 1
@@ -466,15 +472,20 @@ class Index:
     sources: np.ndarray
     bits: np.ndarray
     shift: np.uint64
-    lengths: np.ndarray
+    lengths: np.ndarray  # the n-gram lengths present, ascending
+    powers: np.ndarray  # NGRAM_MULTIPLIER ** length, for hashing n-grams from word-hash prefixes
+
+    @staticmethod
+    def header_of(directory: str | Path) -> dict:
+        try:
+            return json.loads((Path(directory) / INDEX_HEADER).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"{directory}: no {INDEX_HEADER}: run the index pass first (--pass index)") from None
 
     @classmethod
     def load(cls, directory: str | Path) -> Index:
         directory = Path(directory)
-        try:
-            header = json.loads((directory / INDEX_HEADER).read_text())
-        except FileNotFoundError:
-            raise UsageError(f"{directory}: no {INDEX_HEADER}: run the index pass first (--pass index)") from None
+        header = cls.header_of(directory)
         hashes = np.asarray(np.load(directory / HASHES_SHARD, mmap_mode="r"))
         sources = np.asarray(np.load(directory / SOURCES_SHARD, mmap_mode="r"))
         # about 16 filter bits per entry (a miss passes with probability ~1/16), 2^20 to 2^30 bits
@@ -483,7 +494,8 @@ class Index:
         bits = np.zeros(1 << (width - 3), np.uint8)
         top = hashes >> shift
         np.bitwise_or.at(bits, top >> np.uint64(3), (np.uint8(1) << (top & np.uint64(7)).astype(np.uint8)))
-        return cls(header, hashes, sources, bits, shift, np.array(header["lengths"], np.int64))
+        lengths = np.array(header["lengths"], np.int64)
+        return cls(header, hashes, sources, bits, shift, lengths, ngram_powers(int(lengths.max())))
 
 
 # -- the check pass ------------------------------------------------------------------------------------------
@@ -499,7 +511,7 @@ class DecontaminateStage(MapStage):
         self.index: Index | None = None
 
     def identity(self) -> dict:
-        header = json.loads((Path(self.index_dir) / INDEX_HEADER).read_text())
+        header = Index.header_of(self.index_dir)
         return {"index": header["checksums"], "sources": header["sources"]}
 
     def setup(self) -> None:
@@ -518,7 +530,7 @@ class DecontaminateStage(MapStage):
         ngrams = np.zeros(rows, np.int64)
         entries = np.zeros(rows, np.int64)
         _count_matches(data, offsets, lower, classes, index.hashes, index.bits, index.shift, index.lengths,
-                       ngrams, entries)
+                       index.powers, ngrams, entries)
         matched = np.flatnonzero(ngrams)
         sources, per_source = self._sources(data, offsets, matched, entries)
         for name in (NGRAMS_COLUMN, SOURCES_COLUMN):
@@ -558,7 +570,7 @@ class DecontaminateStage(MapStage):
         hit = np.empty(first[-1], np.uint32)
         lower, _, classes = codepoint_tables()
         _match_sources(data, offsets, matched, lower, classes, index.hashes, index.sources, index.bits, index.shift,
-                       index.lengths, first, hit)
+                       index.lengths, index.powers, first, hit)
         names = index.header["sources"]
         doc = np.repeat(matched, np.diff(first)).astype(np.int64)
         pairs = np.unique(doc * len(names) + hit)
@@ -577,7 +589,7 @@ class DecontaminateStage(MapStage):
         counts = np.zeros(len(matched), np.int64)
         lower, _, classes = codepoint_tables()
         _cut(data, offsets, matched, lower, classes, index.hashes, index.bits, index.shift, index.lengths,
-             params.ngram, params.remove_chars, params.min_piece_chars, params.max_splits, pieces, counts)
+             index.powers, params.ngram, params.remove_chars, params.min_piece_chars, params.max_splits, pieces, counts)
         return pieces, counts
 
     @staticmethod
