@@ -178,6 +178,9 @@ def test_bad_benchmarks_and_parameters_are_refused(corpus, tmp_path):
     run(*common, "--benchmarks", tmp_path / "short.txt", "-o", tmp_path / "o4", code=2)
     run(*common, "--benchmarks", folder / "bench" / "udhr_en.parquet", "--pass", "check", "-o", tmp_path / "o5",
         code=2)  # the index is not built yet
+    inside = folder / "corpus" / "out"
+    run("decontaminate", folder / "corpus", "-o", inside, "--benchmarks", folder / "bench" / "udhr_en.parquet", code=2)
+    assert not list((folder / "corpus").glob("out*"))  # refused before the index is written
 
 
 def test_ngram_hashes_from_prefixes_equal_the_direct_hash():

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from curate.hashing import ngram_hash, ngram_hash_at, ngram_powers, ngram_prefixes, xxh64
 from curate.io.errors import InputError, UsageError
-from curate.io.inputs import Columns, InputFile, iter_batches, resolve_inputs
+from curate.io.inputs import Columns, InputFile, check_apart, iter_batches, resolve_inputs
 from curate.io.options import IOOptions
 from curate.io.output import TMP_DIR, OutputDir, ShardInfo, UnitRecord, json_text, merge_counters, temp_name
 from curate.io.storage import require_local, work_dir_beside
@@ -634,6 +634,7 @@ def decontaminate_passes(params: DecontaminateParams, io: IOOptions, rejected: s
     index_dir = Path(work_dir_beside(io.output, "decontaminate-work")) / "index"
 
     def build(task_io: IOOptions) -> dict:
+        check_apart(task_io.inputs, resolve_inputs(task_io.inputs), task_io.output)  # before the index is written
         benchmarks = find_benchmarks(params.benchmarks)
         return run_units(IndexStage(params, benchmarks), replace(task_io, output=str(index_dir)), [Partition(0, 1)],
                          [b.file.describe() for b in benchmarks])
