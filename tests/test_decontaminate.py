@@ -173,6 +173,8 @@ def test_bad_benchmarks_and_parameters_are_refused(corpus, tmp_path):
     common = ("decontaminate", folder / "corpus" / "web.parquet", "-o", tmp_path / "out")
     run(*common, "--benchmarks", folder / "bench" / "udhr_en.parquet", "--benchmark-column", "question", code=3)
     run(*common, "--benchmarks", tmp_path / "missing.txt", "-o", tmp_path / "out2", code=3)
+    (tmp_path / "latin1.txt").write_bytes("Déclaration universelle des droits de l'homme\n".encode("latin-1"))
+    run(*common, "--benchmarks", tmp_path / "latin1.txt", "-o", tmp_path / "out6", code=3)
     run(*common, "--benchmarks", folder / "bench" / "udhr_en.parquet", "--min-ngram", 20, "-o", tmp_path / "o3", code=2)
     (tmp_path / "short.txt").write_text("Everyone has the right to life.\n")
     run(*common, "--benchmarks", tmp_path / "short.txt", "-o", tmp_path / "o4", code=2)
