@@ -198,10 +198,10 @@ def _count_matches(data, offsets, lower, classes, index, bits, shift, lengths, p
         entries[d] = hit
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _match_sources(data, offsets, docs, lower, classes, index, sources, bits, shift, lengths, powers, first, out):
     """The source of every index entry hit by documents ``docs``, from out[first[k]] on (see _count_matches)."""
-    for k in nb.prange(len(docs)):
+    for k in range(len(docs)):
         start, end = offsets[docs[k]], offsets[docs[k] + 1]
         words, scratch_size = _room(end - start)
         hashes = np.empty(words, np.uint64)
@@ -254,12 +254,12 @@ def _forward(data, high, q):
     return q
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _cut(data, offsets, docs, lower, classes, index, bits, shift, lengths, powers, ngram, remove, min_chars,
          max_pieces, pieces, counts):
     """NeMo Curator's ``_remove_ngrams`` for documents ``docs``: pieces[k, j] = (start, end) bytes of piece j,
     counts[k] = pieces (stops counting past ``max_pieces``: the document is removed anyway)."""
-    for k in nb.prange(len(docs)):
+    for k in range(len(docs)):
         a, end = offsets[docs[k]], offsets[docs[k] + 1]
         words, scratch_size = _room(end - a)
         hashes = np.empty(words, np.uint64)
@@ -301,10 +301,10 @@ def _cut(data, offsets, docs, lower, classes, index, bits, shift, lengths, power
         counts[k] = count
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _assemble(data, pieces, counts, separator, new_offsets, out):
     """The text of each cut document: its pieces joined by ``separator``."""
-    for k in nb.prange(len(counts)):
+    for k in range(len(counts)):
         o = new_offsets[k]
         for j in range(counts[k]):
             if j:
@@ -326,7 +326,7 @@ class Benchmark:
 
     @property
     def is_text(self) -> bool:
-        return self.file.path.lower().endswith(".txt")
+        return self.file.format == "txt"
 
 
 def find_benchmarks(specs: list[str]) -> list[Benchmark]:
@@ -437,7 +437,8 @@ class IndexStage(UnitStage):
         for number, benchmark in enumerate(self.benchmarks):
             per_source[benchmark.name]["ngrams"] = int(np.count_nonzero(source == number))
         shards = [_publish_array(context.out, index, HASHES_SHARD), _publish_array(context.out, source, SOURCES_SHARD)]
-        return shards, {"texts": sum(s["texts"] for s in per_source.values()), "ngrams": len(index), "ngram_lengths": lengths, "sources": per_source}
+        return shards, {"texts": sum(s["texts"] for s in per_source.values()), "ngrams": len(index),
+                        "ngram_lengths": lengths, "sources": per_source}
 
     def finish(self, out: OutputDir, records: list[UnitRecord]) -> dict:
         stats = records[0].stats
@@ -541,8 +542,6 @@ class DecontaminateStage(MapStage):
         counters: dict = {"contamination": {"documents": len(matched), "ngrams": int(ngrams.sum()),
                                             "sources": per_source}}
         if params.mode == "annotate" or not len(matched):
-            if params.mode != "annotate":
-                counters["removed"] = {}
             return StageOutput(annotated, counters=counters)
         keep = np.ones(rows, bool)
         if params.mode == "drop":
