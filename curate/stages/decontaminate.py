@@ -2,15 +2,15 @@
 or cut them (GPT-3's appendix C, as NeMo Curator's ``TaskDecontamination`` implements it; docs/decontaminate.md).
 
 Words: the text is split at whitespace (Unicode Z*, tab, newlines); each word is lowercased and loses its
-punctuation and symbols (P*, S*); a word left empty is no word. Each word is hashed with XXH64 and n-grams
-with :func:`curate.hashing.ngram_hash`, straight from the Arrow buffers.
+punctuation and symbols (P*, S*); a word left empty is no word. Each word is hashed with XXH64 and each n-gram
+as :func:`curate.hashing.ngram_hash` (from word-hash prefixes: O(1) an n-gram), straight from the Arrow buffers.
 
 Benchmark n-grams: every ``--ngram``-gram of a benchmark text; a text of ``--min-ngram`` to ``--ngram`` − 1
 words is one n-gram of all its words; a shorter text gives none.
 
 Two passes through the shared runner:
 
-- ``index`` (a single task) reads the ``--benchmarks`` files once and writes the distinct (n-gram hash,
+- ``index`` (one unit, so one task) reads the ``--benchmarks`` files once and writes the distinct (n-gram hash,
   source) pairs sorted, as two ``.npy`` arrays, and ``_index.json`` (sources, n-gram lengths) into
   ``OUT.decontaminate-work/index``.
 - ``check`` (an array pass over the input units) memory-maps the index and, per batch, finds every
@@ -620,8 +620,8 @@ class DecontaminateStage(MapStage):
 
 # -- entry point ---------------------------------------------------------------------------------------------
 def decontaminate_passes(params: DecontaminateParams, io: IOOptions, rejected: str | None = None) -> list[Pass]:
-    """index (a single task) → check (an array pass over the input units); the index goes to
-    ``OUT.decontaminate-work/index``."""
+    """index → check, both array passes: the index pass has one unit (task 0 builds the index; another task
+    goes on to check its units once the index is there), into ``OUT.decontaminate-work/index``."""
     if params.ngram < 1 or not 1 <= params.min_ngram <= params.ngram:
         raise UsageError(f"--ngram {params.ngram}, --min-ngram {params.min_ngram}: need 1 ≤ --min-ngram ≤ --ngram")
     if params.ngram > 255:
@@ -641,7 +641,7 @@ def decontaminate_passes(params: DecontaminateParams, io: IOOptions, rejected: s
     def check(task_io: IOOptions) -> dict:
         return run_map_stage(DecontaminateStage(params, index_dir), task_io, rejected_dir=rejected)
 
-    return [Pass("index", index_dir, False, build), Pass("check", Path(io.output), True, check)]
+    return [Pass("index", index_dir, True, build), Pass("check", Path(io.output), True, check)]
 
 
 def decontamination_lines(summary: dict) -> list[str]:
