@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, write_parquet
 from typer.testing import CliRunner
 
 from curate.cli.main import app
 from curate.hashing import ngram_hash, ngram_hash_at, ngram_powers, ngram_prefixes
+from curate.io.inputs import Columns
 from curate.io.output import file_checksum
+from curate.stages.decontaminate import DecontaminateParams, DecontaminateStage
 
 sys.path.insert(0, str(REPO / "scripts"))
 from bench_decontaminate import Reference, english_udhr, plant, words_of
@@ -93,6 +96,16 @@ def test_annotate_finds_every_planted_paragraph_and_nothing_else(corpus, tmp_pat
         assert count == reference.check(text)[0]
     assert summary["contamination"] == {"documents": 88, "ngrams": int(hits["contamination_ngrams"].sum()),
                                         "sources": {"udhr_en": 88}}
+
+
+def test_no_false_hit_in_the_whole_clean_corpora(shared_data, corpus, cut_run):
+    folder, *_ = corpus
+    stage = DecontaminateStage(DecontaminateParams(benchmarks=[], mode="annotate"),
+                               folder / "cut.decontaminate-work" / "index")
+    stage.setup()
+    for path in (shared_data / "spamassassin" / "emails.parquet", shared_data / "web" / "trafilatura_pages.parquet"):
+        for batch in pq.read_table(path, columns=["id", "text"]).to_batches(max_chunksize=2000):
+            assert stage.process(batch, Columns()).counters["contamination"]["documents"] == 0, path
 
 
 def test_cut_gives_the_reference_pieces_and_leaves_no_benchmark_ngram(corpus, cut_run):
