@@ -30,6 +30,8 @@ IO_ALL: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(IOOptions) if
 IO_READ: tuple[str, ...] = ("text_column", "id_column", "batch_size", "on_error", "storage_options", "retries",
                             "quiet", "json_summary")
 
+EXPLAIN = Argument("explain", bool, False, ("--explain",),
+                   "Print the settings that apply (thresholds, word split, stop words) and exit; needs no input.")
 REJECTED = Argument("rejected", str | None, None, ("--rejected",), "Also write removed documents here.")
 ONLY_PASS = Argument("only_pass", str | None, None, ("--pass",),
                      "Run only this pass (for array jobs that schedule the passes themselves; each resumes).")
@@ -55,6 +57,8 @@ class StageSpec:
     options: tuple[Argument, ...] = ()  # command arguments that are not parameters (--rejected DIR)
     io: tuple[str, ...] = IO_ALL  # the IOOptions flags it takes
     show: str | None = None  # "module:function" (summary) -> lines printed under the summary line
+    explain: str | None = None  # "module:function" (params, **explain_options) -> lines: --explain prints
+    explain_options: tuple[Argument, ...] = ()  # them instead of running, needing no INPUT or -o
     recipe: bool = True  # False: a command only (one pass of a stage, run alone)
 
     def params_class(self) -> type:
@@ -180,6 +184,9 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
         examples=QUALITY_EXAMPLES,
         options=(Argument("rejected", str | None, None, ("--rejected",),
                           "Also write removed documents here, with quality_reasons."),),
+        explain="curate.stages.quality.heuristics:explain_settings",
+        explain_options=(Argument("lang", str | None, None, ("--lang",),
+                                  "With --explain: the language to show (default: --default-lang)."),),
     ),
     StageSpec(
         "quality-classify", ("quality", "classify"), "curate.stages.quality.classifier:ClassifyParams",
@@ -197,6 +204,32 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
         "  curate pii data/ -o out --mode annotate            # keep the text, add pii_emails and pii_ips\n"
         "  curate pii data/ -o out --all-ips --no-emails      # private addresses too, e-mails untouched\n"
         "  curate pii data/ -o out --ip-replacements 192.0.2.1,198.51.100.1\n",
+    ),
+    StageSpec(
+        "urlfilter", ("urlfilter",), "curate.stages.urlfilter:UrlFilterParams",
+        stage="curate.stages.urlfilter:UrlFilterStage",
+        help="Remove documents by URL, as datatrove's URLFilter: block lists of domains (subdomains included) "
+        "and URLs (UT1 lists, hosts files), allow lists that always win, banned words, soft-banned words and "
+        "banned subwords; --mode annotate adds url_blocked_reason. See docs/filters.md.",
+        examples="Examples:\n\n\b\n  curate urlfilter data/ -o out/url --block ut1/adult/domains,ut1/adult/urls\n"
+        "  curate urlfilter data/ -o out/url --block hosts.txt --allow allow.txt --rejected out/url-rejected\n"
+        "  curate urlfilter data/ -o out/url --banned-words banned.txt --soft-banned-words soft.txt "
+        "--soft-threshold 2\n  curate urlfilter data/ -o out/url --block domains.gz --mode annotate "
+        "--url-column source_url\n",
+        options=(Argument("rejected", str | None, None, ("--rejected",),
+                          "Also write removed documents here, with url_blocked_reason."),),
+    ),
+    StageSpec(
+        "filter", ("filter",), "curate.stages.filter:FilterParams", stage="curate.stages.filter:FilterStage",
+        help="Keep the documents for which --expr holds: a condition over columns that annotating stages wrote "
+        "(q_*, lang_score, quality_score, dup_cluster_size, quality_reasons), so thresholds change without "
+        "recomputing; removals are counted per top-level 'and' clause. Grammar: docs/filters.md.",
+        examples="Examples:\n\n\b\n  curate filter annotated/ -o out --expr 'lang == \"en\" and lang_score >= 0.7'\n"
+        "  curate filter annotated/ -o out --expr 'q_word_count >= 50 and not "
+        "quality_reasons.list.contains(\"c4:curly_bracket\")' --drop-columns 'q_*,quality_reasons'\n"
+        "  curate filter scored/ -o out --expr 'quality_score > 0.5 or url.str.contains(\"wikipedia.org\")' "
+        "--rejected low\n",
+        options=(REJECTED,), io=tuple(n for n in IO_ALL if n != "drop_columns"),
     ),
     StageSpec(
         "dedup-exact", ("dedup", "exact"), "curate.stages.dedup.params:ExactParams",
@@ -368,6 +401,20 @@ TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in (
         "the final weights (within the epoch caps when --stats is given). Writes YAML for `curate mix apply`.",
         examples="Examples:\n\n\b\n  curate mix optimize --model model\n"
         "  curate mix optimize --model model --stats stats.json --token-budget 25000000000 -o weights.yaml",
+    ),
+    ToolSpec(
+        "mix-cmr", ("mix", "cmr"), "curate.stages.mix.cmr:cmr_tool",
+        help="CMR scaling law for continual pre-training (Gu et al. 2024): from runs at several domain shares and "
+        "token budgets, the largest share of --domain that keeps --general-loss within --tolerance of --base-loss, "
+        "at --budget. Writes weights YAML for `curate mix apply` (see docs/mix.md).",
+        examples="Examples:\n\n\b\n  curate mix cmr --mixtures mixtures.csv --results results.csv --domain finance \\\n"
+        "      --general-loss loss/general --domain-loss loss/finance --budget 20000000000 -o weights.yaml\n"
+        "  curate mix cmr --mixtures m.csv --results proxy.csv --run-tokens 5000000 --domain web \\\n"
+        "      --general-loss bpb/general --base-loss 2.35 --tolerance 0.05 -o weights.yaml\n",
+        params=("curate.stages.mix.cmr:CmrParams",),
+        arguments=(MIXTURES, Argument("results", str, flags=("--results",),
+                                      help="Results CSV (index, tokens, loss columns), joined on index."),
+                   Argument("output", str, flags=("-o", "--output"), help="Weights YAML to write.")),
     ),
 )}
 

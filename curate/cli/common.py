@@ -14,10 +14,10 @@ from typing import Any, NoReturn
 
 import typer
 
-from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, output_os_error
+from curate.io.errors import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, CurateError, UsageError, output_os_error
 from curate.io.options import IOOptions
 from curate.params import Argument, cli_parameters, from_mapping, leaf_fields
-from curate.registry import ONLY_PASS, StageSpec, ToolSpec
+from curate.registry import EXPLAIN, ONLY_PASS, StageSpec, ToolSpec, load
 
 EXIT_INTERNAL = 70
 
@@ -172,6 +172,13 @@ def stage_command(spec: StageSpec) -> Callable[..., None]:
         with user_errors(command_label(ctx), kwargs["output"]):
             from curate.io.inputs import check_apart  # pyarrow: not for `curate --help`
 
+            if kwargs.get(EXPLAIN.name):
+                params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
+                explain = load(spec.explain or "")
+                typer.echo("\n".join(explain(params, **{a.name: kwargs[a.name] for a in spec.explain_options})))
+                return
+            if not kwargs["inputs"] or kwargs["output"] is None:
+                raise UsageError("missing INPUT... and -o OUT (or --explain)")
             io = _io_from(kwargs, spec.io)
             check_apart(io.inputs, [], io.output)  # shards inside an input would be read back by the next run
             params = from_mapping(params_cls, {k: kwargs[k] for k in param_names}, "options")
@@ -182,12 +189,20 @@ def stage_command(spec: StageSpec) -> Callable[..., None]:
                 for line in spec.lines(summary):
                     typer.echo(line, err=True)
 
+    # a stage that can explain its settings runs without inputs then: INPUT... and -o are checked above
+    inputs, output = (INPUTS, Argument("output", str, flags=("-o", "--output"), help=SHARDS_OUTPUT))
+    explaining: tuple[Argument, ...] = ()
+    if spec.explain:
+        inputs = dataclasses.replace(INPUTS, type=list[str] | None, default=None)
+        output = dataclasses.replace(output, type=str | None, default=None)
+        explaining = (EXPLAIN, *spec.explain_options)
     command.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        cli_argument(INPUTS),
-        cli_argument(Argument("output", str, flags=("-o", "--output"), help=SHARDS_OUTPUT)),
+        cli_argument(inputs),
+        cli_argument(output),
         *cli_parameters(params_cls),
         *map(cli_argument, spec.options),
+        *map(cli_argument, explaining),
         *([cli_argument(ONLY_PASS)] if spec.passes is not None else []),
         *_io_parameters(spec.io),
     ])

@@ -11,6 +11,7 @@ Most stages are a :class:`MapStage`: a function over Arrow record batches, testa
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -143,9 +144,10 @@ class MapStage(UnitStage):
         try:
             # Writing (a thread behind) overlaps with the stage's work: pyarrow compresses without the GIL.
             # One writer thread keeps the batches in order.
-            with ThreadPoolExecutor(1, thread_name_prefix="curate-write") as write_thread:
+            with ThreadPoolExecutor(1, thread_name_prefix="curate-write") as write_thread, \
+                    contextlib.closing(context.batches(unit)) as batches:  # an error stops the reader now
                 writes: list[Future] = []
-                for batch in context.batches(unit):
+                for batch in batches:
                     result = self.process(batch, columns)
                     account(stats, batch, result.kept, columns)
                     writes.append(write_thread.submit(writer.write, result.kept))

@@ -19,6 +19,7 @@ import yaml
 
 from curate.io.errors import UsageError
 from curate.params import load_mapping
+from curate.text.words import REGEX_SPLITTER, spacy_tokenizer
 
 FILTER_SECTIONS = {
     "gopher-quality": "gopher_quality",
@@ -136,6 +137,21 @@ class QualityConfig:
             self._cache[lang] = self._resolve(lang)
         return self._cache[lang]
 
+    def sources(self, lang: str) -> list[str]:
+        """Where ``lang``'s settings come from, lowest precedence first (what --explain shows)."""
+        user_languages = {normalize_lang(k) for k in self.user.get("languages") or {}}
+        shipped = _shipped(lang) if lang.isalnum() else None
+        found = ["defaults.yaml"]
+        if shipped is not None:
+            found.append(f"{lang}.yaml")
+        elif lang not in user_languages:
+            found.append("the fallback block" + (f" (and {self.source}'s)" if self.user.get("fallback") else ""))
+        if any(key not in _USER_ONLY_KEYS for key in self.user):
+            found.append(f"{self.source} (top level)")
+        if lang in user_languages:
+            found.append(f"{self.source} (languages: {lang})")
+        return found
+
     def _resolve(self, lang: str) -> LanguageSettings:
         user_languages = {normalize_lang(k): v or {} for k, v in (self.user.get("languages") or {}).items()}
         shipped = _shipped(lang) if lang.isalnum() else None
@@ -154,3 +170,33 @@ class QualityConfig:
             stop_words=tuple(str(word) for word in resolved.get("stop_words") or ()),
             word_tokenizer=str(resolved.get("word_tokenizer") or ("xx" if lang == "und" else lang)),
         )
+
+
+def explain(filters: list[str], config: QualityConfig, code: str) -> str:
+    """The settings that apply to documents of language ``code``, as YAML that a --config file accepts under
+    ``languages: {code: ...}``, with where they come from."""
+    lang = normalize_lang(code)
+    settings = config.settings(lang)
+    splitter = "curate's regex word split"
+    if settings.word_tokenizer != REGEX_SPLITTER:  # what the run resolves the code to
+        nlp = spacy_tokenizer(settings.word_tokenizer)
+        if nlp is None:
+            splitter += f" (spaCy cannot tokenize '{settings.word_tokenizer}' offline)"
+        else:
+            splitter = f"spaCy's '{nlp.lang}' tokenizer" + (
+                f" (spaCy has no '{settings.word_tokenizer}')" if nlp.lang != settings.word_tokenizer else "")
+    header = [f"# quality settings for {lang}" + (f" (from {code!r})" if code != lang else ""),
+              f"# from: {' <- '.join(config.sources(lang))}", f"# words split by {splitter}",
+              f"# filters in --filters order: {', '.join(filters)}; null disables a rule"]
+    body = {"word_tokenizer": settings.word_tokenizer, "stop_words": list(settings.stop_words),
+            **{FILTER_SECTIONS[name]: settings.section(name) for name in filters}}
+    return "\n".join(header) + "\n" + yaml.dump(body, Dumper=_ExplainDumper, sort_keys=False, allow_unicode=True,
+                                                width=110)
+
+
+class _ExplainDumper(yaml.SafeDumper):
+    """Sections as blocks, lists (stop words, phrases) on one line each."""
+
+
+_ExplainDumper.add_representer(
+    list, lambda dumper, value: dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True))

@@ -16,7 +16,7 @@ from curate.io.inputs import Columns
 from curate.io.output import file_checksum
 from curate.params import option
 from curate.stages.base import MapStage, StageOutput
-from curate.stages.quality.config import QualityConfig, normalize_lang, shipped_languages
+from curate.stages.quality.config import QualityConfig, explain, normalize_lang, shipped_languages
 from curate.stages.quality.filters import ALL_FILTERS, Decisions, decide
 from curate.stages.quality.signals import (
     DUP_NGRAM_KEY,
@@ -188,3 +188,9 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n_docs: int) -> np.ndarray:
     out = np.zeros(n_docs, dtype=values.dtype)
     out[rows] = values
     return out
+
+
+def explain_settings(params: QualityParams, lang: str | None = None) -> list[str]:
+    """What ``curate quality --explain`` prints: the settings a run with ``params`` uses for ``lang``."""
+    stage = QualityStage(params)  # --filters and --config are checked as for a run
+    return explain(stage.filters, stage.config, lang or params.default_lang).splitlines()
