@@ -76,8 +76,9 @@ class DecontaminateParams:
 
 # -- word n-grams (numba) -----------------------------------------------------------------------------------
 @nb.njit(cache=True)
-def _words(data, start, end, lower, classes, scratch, hashes, starts, ends):
-    """Words of data[start:end]: hash of each normalised word, its first byte and the byte after it."""
+def _words(data, start, end, lower, classes, scratch, hashes, starts, ends, positions):
+    """Words of data[start:end]: hash of each normalised word and, with ``positions``, its first byte and the
+    byte after it."""
     n = 0
     i = start
     while i < end:
@@ -100,8 +101,9 @@ def _words(data, start, end, lower, classes, scratch, hashes, starts, ends):
             o = encode_utf8(scratch, o, cp)
         if o:
             hashes[n] = xxh64(scratch, 0, o, np.uint64(0))
-            starts[n] = first
-            ends[n] = i
+            if positions:
+                starts[n] = first
+                ends[n] = i
             n += 1
     return n
 
@@ -120,9 +122,9 @@ def _benchmark_ngrams(data, offsets, lower, classes, ngram, min_ngram, out, out_
         start, end = offsets[d], offsets[d + 1]
         words, scratch_size = _room(end - start)
         hashes = np.empty(words, np.uint64)
-        starts = np.empty(words, np.int64)
         scratch = np.empty(scratch_size, np.uint8)
-        n = _words(data, start, end, lower, classes, scratch, hashes, starts, starts)
+        unused = np.empty(0, np.int64)  # no word positions wanted
+        n = _words(data, start, end, lower, classes, scratch, hashes, unused, unused, False)
         if n < min_ngram:
             counts[d] = 0
         elif n < ngram:
@@ -178,9 +180,9 @@ def _count_matches(data, offsets, lower, classes, index, bits, shift, lengths, p
         start, end = offsets[d], offsets[d + 1]
         words, scratch_size = _room(end - start)
         hashes = np.empty(words, np.uint64)
-        starts = np.empty(words, np.int64)
         scratch = np.empty(scratch_size, np.uint8)
-        n = _words(data, start, end, lower, classes, scratch, hashes, starts, starts)
+        unused = np.empty(0, np.int64)  # no word positions wanted
+        n = _words(data, start, end, lower, classes, scratch, hashes, unused, unused, False)
         prefix = np.empty(n + 1, np.uint64)
         ngram_prefixes(hashes, n, prefix)
         found = 0
@@ -205,9 +207,9 @@ def _match_sources(data, offsets, docs, lower, classes, index, sources, bits, sh
         start, end = offsets[docs[k]], offsets[docs[k] + 1]
         words, scratch_size = _room(end - start)
         hashes = np.empty(words, np.uint64)
-        starts = np.empty(words, np.int64)
         scratch = np.empty(scratch_size, np.uint8)
-        n = _words(data, start, end, lower, classes, scratch, hashes, starts, starts)
+        unused = np.empty(0, np.int64)  # no word positions wanted
+        n = _words(data, start, end, lower, classes, scratch, hashes, unused, unused, False)
         prefix = np.empty(n + 1, np.uint64)
         ngram_prefixes(hashes, n, prefix)
         o = first[k]
@@ -269,7 +271,7 @@ def _cut(data, offsets, docs, lower, classes, index, bits, shift, lengths, power
         prefix = np.empty(words + 1, np.uint64)
         count = 0
         while count <= max_pieces:
-            n = _words(data, a, end, lower, classes, scratch, hashes, starts, ends)
+            n = _words(data, a, end, lower, classes, scratch, hashes, starts, ends, True)
             ngram_prefixes(hashes, n, prefix)
             i, length = _first_match(index, bits, shift, lengths, ngram, prefix, powers, n)
             if i < 0:  # the rest of the text is free of benchmark n-grams
