@@ -146,20 +146,22 @@ def register(app: typer.Typer) -> None:
     @app.command(
         "report",
         help="Write one self-contained HTML file (no network, inline SVG charts) about a run directory: the "
-        "document and token funnel through its stages with removal reasons, languages, lengths before and "
-        "after, dedup cluster sizes, mixture weights and packing.",
+        "graph of its stages, the document and token funnel, removal reasons with examples, languages after "
+        "every stage, signal histograms with their thresholds, parameters, lengths, dedup clusters, the "
+        "mixture and its search, and packing.",
         epilog=REPORT_EXAMPLES,
     )
     def report_command(
         run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="Directory holding one sub-directory per stage."),
         output: str = typer.Option(..., "-o", "--output", help="HTML file to write."),
-        text_column: str = typer.Option("text", help="Column holding the document text (for length histograms)."),
+        text_column: str = typer.Option("text", help="Column holding the document text (lengths, examples)."),
+        id_column: str = typer.Option("id", help="Column holding document ids (shown with examples)."),
         title: str | None = typer.Option(None, help="Report title (default: the run directory's name)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the report's path."),
     ) -> None:
         from curate.report import write_report
 
         with user_errors("report"):
-            path = write_report(run_dir, output, text_column=text_column, title=title)
+            path = write_report(run_dir, output, text_column=text_column, id_column=id_column, title=title)
             if not quiet:
                 typer.echo(f"report: {path}", err=True)

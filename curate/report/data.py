@@ -21,6 +21,7 @@ from curate.io.errors import CurateError, UsageError
 from curate.io.inputs import Columns, iter_batches, parquet_file, resolve_inputs
 from curate.io.output import MANIFEST, PLAN, STATS, files_at
 from curate.io.storage import is_remote, join
+from curate.report.samples import BUDGETS, read_sample, sample_lengths
 from curate.stages.corpus_stats import LengthHistogram, char_lengths
 from curate.summary import RunSummary
 
@@ -37,6 +38,9 @@ class StageDir:
     stats: dict = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
     reads: str | None = None  # the name of the stage output it read; None: the run's inputs
+    parents: list[str] = field(default_factory=list)  # every stage output it read (several for a mixture)
+    rejected: str | None = None  # the --rejected output of this stage, when the run directory holds it
+    plan: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -53,10 +57,6 @@ class StageDir:
     def shards(self) -> list[str]:
         names = files_at(self.path).listing("part-")
         return [join(self.path, n) for n in sorted(names) if n.endswith(".parquet")]
-
-    def has_column(self, column: str) -> bool:
-        shards = self.shards()
-        return bool(shards) and column in parquet_file(shards[0]).schema_arrow.names
 
     @property
     def summary(self) -> RunSummary:
@@ -79,6 +79,22 @@ class StageDir:
         """Documents removed per reason: each document once (first failing rule) when the stage says so."""
         return self.summary.removed
 
+    @property
+    def parameters(self) -> dict:
+        """The stage's parameters as its manifest (else plan) records them."""
+        value = (self.manifest or self.plan).get("parameters")
+        return value if isinstance(value, dict) else {}
+
+    def columns(self) -> list[str]:
+        shards = self.shards()
+        return parquet_file(shards[0]).schema_arrow.names if shards else []
+
+    def rejected_shards(self) -> list[str]:
+        if self.rejected is None:
+            return []
+        names = files_at(self.rejected).listing("part-")
+        return [join(self.rejected, n) for n in sorted(names) if n.endswith(".parquet")]
+
 
 def _read_json(folder: str, name: str) -> dict:
     try:
@@ -89,13 +105,24 @@ def _read_json(folder: str, name: str) -> dict:
 
 
 def _stage_dir(folder: str, name: str) -> StageDir | None:
-    """The stage output in ``folder``, or None when it is none (or holds rows rejected by a stage)."""
+    """The output in ``folder`` (a stage's, or the rows a stage rejected), or None when it is neither."""
     manifest = _read_json(folder, MANIFEST)
-    plan = manifest or _read_json(folder, PLAN)
-    if not plan or ":rejected" in str(plan.get("stage", "")):
+    plan = _read_json(folder, PLAN)
+    recorded = manifest or plan
+    if not recorded:
         return None
-    inputs = [str(item.get("path", "")) if isinstance(item, dict) else str(item) for item in plan.get("inputs", [])]
-    return StageDir(folder, str(plan.get("stage", name)), manifest, _read_json(folder, STATS), inputs)
+    inputs = [str(item.get("path", "")) if isinstance(item, dict) else str(item) for item in recorded.get("inputs", [])]
+    return StageDir(folder, str(recorded.get("stage", name)), manifest, _read_json(folder, STATS), inputs, plan=plan)
+
+
+def _attach_rejected(stages: list[StageDir], rejected: list[StageDir]) -> None:
+    """Give each stage the ``--rejected`` output written with it: same stage, inputs and parameters."""
+    for out in rejected:
+        stage = out.stage.removesuffix(":rejected")
+        match = [s for s in stages if s.stage == stage and sorted(s.inputs) == sorted(out.inputs)
+                 and s.plan.get("parameters") == out.plan.get("parameters")]
+        if len(match) == 1:
+            match[0].rejected = out.path
 
 
 def discover(run_dir: str | Path) -> list[StageDir]:
@@ -105,10 +132,12 @@ def discover(run_dir: str | Path) -> list[StageDir]:
     if not is_remote(run_dir) and not Path(run_dir).is_dir():
         raise UsageError(f"{run_dir}: not a directory (expected a run directory with one sub-directory per stage)")
     itself = _stage_dir(run_dir, run_dir.rstrip("/").rsplit("/", 1)[-1])
-    if itself is not None:
+    if itself is not None and not itself.stage.endswith(":rejected"):
         return [itself]
-    stages = [stage for name in files_at(run_dir).folders() if not name.startswith((".", "_"))
-              if (stage := _stage_dir(join(run_dir, name), name)) is not None]
+    found = [stage for name in files_at(run_dir).folders() if not name.startswith((".", "_"))
+             if (stage := _stage_dir(join(run_dir, name), name)) is not None]
+    stages = [s for s in found if not s.stage.endswith(":rejected")]
+    _attach_rejected(stages, [s for s in found if s.stage.endswith(":rejected")])
     if not stages:
         raise UsageError(f"{run_dir}: no stage outputs found (sub-directories with {MANIFEST} or {PLAN}, "
                          "or a stage output itself)")
@@ -135,6 +164,7 @@ def _tree_order(stages: list[StageDir]) -> list[StageDir]:
         parents = [other for other in ordered_by_name if reads(stage, other)]
         parent = max(parents, key=lambda p: _depth(p, stages, reads), default=None)
         stage.reads = parent.name if parent is not None else None
+        stage.parents = [p.name for p in parents]
         children.setdefault(id(parent) if parent is not None else None, []).append(stage)
     ordered: list[StageDir] = []
 
@@ -161,43 +191,44 @@ def _depth(stage: StageDir, stages: list[StageDir], reads) -> int:
         frontier, depth = above, depth + 1
 
 
-def length_histogram(paths: list[str], text_column: str) -> LengthHistogram | None:
-    """Characters per document of every row in ``paths`` (Parquet: only the text column is read)."""
+def length_histogram(paths: list[str], text_column: str) -> tuple[LengthHistogram, int] | None:
+    """Characters per document of up to ``BUDGETS["text"]`` rows of ``paths`` (spread over Parquet row groups;
+    the first rows of JSON lines), and how many rows the inputs hold (0: not counted, JSON lines)."""
     histogram = LengthHistogram()
     try:
         files = resolve_inputs(paths)
-        for file in files:
-            if file.format == "parquet":
-                parquet = parquet_file(file.path, file.size)
-                if text_column not in parquet.schema_arrow.names:
-                    return None
-                for batch in parquet.iter_batches(batch_size=10_000, columns=[text_column]):
-                    histogram.add(char_lengths(pc.fill_null(batch.column(0), "")))
-            else:
-                for batch in iter_batches([file], Columns(text_column)):
-                    histogram.add(char_lengths(batch.column(text_column)))
+        parquet = [f.path for f in files if f.format == "parquet"]
+        if parquet:
+            sample = sample_lengths(parquet, text_column)
+            if sample is None:
+                return None
+            histogram.add(sample.table.column("chars").to_numpy(zero_copy_only=False))
+            return (histogram, sample.total) if histogram.total else None
+        for batch in iter_batches(files, Columns(text_column)):
+            histogram.add(char_lengths(batch.column(text_column)))
+            if histogram.total >= BUDGETS["text"]:
+                break
     except CurateError:
         return None  # inputs moved or unreadable: the report leaves the chart out
-    return histogram if histogram.total else None
+    return (histogram, 0) if histogram.total else None
 
 
-def cluster_sizes(stage: StageDir) -> dict[int, int] | None:
-    """Clusters per size, from the size column of a dedup output (one kept document per cluster)."""
-    column = next((c for c in CLUSTER_COLUMNS if stage.has_column(c)), None)
+def cluster_sizes(stage: StageDir) -> tuple[dict[int, float], bool] | None:
+    """Clusters per size, from the size column of a dedup output (one kept document per cluster), and whether
+    that is exact (else scaled from a sample)."""
+    columns = stage.columns()
+    column = next((c for c in CLUSTER_COLUMNS if c in columns), None)
     if column is None:
         return None
-    counts: dict[int, int] = {}
-    for shard in stage.shards():
-        parquet = parquet_file(shard)
-        wanted = [column] + (["dup_keep"] if "dup_keep" in parquet.schema_arrow.names else [])
-        for batch in parquet.iter_batches(batch_size=65_536, columns=wanted):
-            sizes = batch.column(0)
-            if len(wanted) == 2:  # annotate mode keeps every document: count each cluster's kept one
-                sizes = sizes.filter(pc.fill_null(batch.column(1), False))
-            values, hits = np.unique(sizes.to_numpy(zero_copy_only=False), return_counts=True)
-            for size, hit in zip(values.tolist(), hits.tolist(), strict=True):
-                counts[int(size)] = counts.get(int(size), 0) + int(hit)
-    return counts or None
+    wanted = [column] + (["dup_keep"] if "dup_keep" in columns else [])
+    sample = read_sample(stage.shards(), wanted, "short")
+    if sample is None:
+        return None
+    sizes = sample.table.column(0)
+    if len(wanted) == 2:  # annotate mode keeps every document: count each cluster's kept one
+        sizes = sizes.filter(pc.fill_null(sample.table.column(1), False))
+    values, hits = np.unique(sizes.to_numpy(zero_copy_only=False), return_counts=True)
+    return {int(v): float(h) * sample.scale for v, h in zip(values.tolist(), hits.tolist(), strict=True)}, sample.exact
 
 
 def mixture(stage: StageDir) -> dict[str, dict[str, float]] | None:
@@ -224,3 +255,81 @@ def mixture(stage: StageDir) -> dict[str, dict[str, float]] | None:
         }
         for domain, row in sorted(realised.items())
     }
+
+
+@dataclass
+class MixtureSearch:
+    """What `curate mix fit` and `mix optimize` wrote for the weights a `mix apply` output realised."""
+
+    target: str
+    cv: dict  # regressor → {spearman, mse}
+    domains: list[str]
+    optimised: dict[str, float]
+    natural: dict[str, float]  # token share of each domain in the data (`mix stats`), when known
+    predicted: float | None  # the regression's prediction for the optimised weights
+    predicted_natural: float | None
+    runs: list[tuple[float, float]]  # (measured, predicted) target of every proxy run
+    regressor: str = "lightgbm"
+
+
+def tool_steps(run_dir: str) -> dict[str, dict]:
+    """Summaries of the tools a recipe ran (``_steps/NN-name.json`` in its work dir), by tool name."""
+    found = {}
+    folder = Path(run_dir) / "_steps"
+    if not is_remote(run_dir) and folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            summary = _read_json(str(folder), path.name).get("summary")
+            if isinstance(summary, dict):
+                found[path.stem.split("-", 1)[-1]] = summary
+    return found
+
+
+def mixture_search(stage: StageDir, steps: dict[str, dict]) -> MixtureSearch | None:
+    """The search behind a `mix apply` output: its --weights file when `mix optimize` wrote it, the model
+    that file names, and (in a recipe's work dir) the proxy runs and the domain statistics."""
+    import yaml
+
+    from curate.stages.mix.regression import load_model
+    from curate.stages.mix.tables import join_target, read_versioned_json
+
+    weights_file = stage.parameters.get("weights")
+    if not weights_file or is_remote(str(weights_file)) or not Path(weights_file).is_file():
+        return None
+    text = Path(weights_file).read_text()
+    document = yaml.safe_load(text)
+    if not isinstance(document, dict) or "predicted" not in document or "weights" not in document:
+        return None  # hand-written weights: no search to show
+    model_dir = steps.get("mix-fit", {}).get("output")
+    header = text.split("\n", 1)[0]
+    if " --model " in header:
+        model_dir = header.split(" --model ", 1)[1].rsplit(": average", 1)[0].strip()
+    try:
+        model = load_model(model_dir) if model_dir else None
+    except (CurateError, OSError, ValueError):
+        model = None
+    if model is None:
+        return None
+    regressor = str(document.get("regressor", "lightgbm"))
+    optimised = {str(k): float(v) for k, v in document["weights"].items()}
+    natural: dict[str, float] = {}
+    stats_file = steps.get("mix-stats", {}).get("output")
+    if stats_file and Path(stats_file).is_file():
+        try:
+            stats = read_versioned_json(stats_file, "curate-mix-stats/1", "")
+            natural = {d: float(row.get("token_share", 0)) for d, row in stats.get("domains", {}).items()}
+        except (CurateError, ValueError):
+            natural = {}
+    predicted_natural = None
+    if natural and sorted(natural) == sorted(model.domains):
+        predicted_natural = float(model.predict(np.array([[natural[d] for d in model.domains]]), regressor)[0])
+    runs: list[tuple[float, float]] = []
+    mixtures, results = steps.get("mix-propose", {}).get("output"), steps.get("mix-proxy", {}).get("output")
+    if mixtures and results and Path(mixtures).is_file() and Path(results).is_file():
+        try:
+            _, names, x, y = join_target(mixtures, results, model.target)
+            predicted = model.predict(x[:, [names.index(d) for d in model.domains]], regressor)
+            runs = [(float(a), float(b)) for a, b in zip(y.tolist(), predicted.tolist(), strict=True)]
+        except (CurateError, ValueError):
+            runs = []
+    return MixtureSearch(model.target, model.cv, list(model.domains), optimised, natural,
+                         float(document["predicted"]), predicted_natural, runs, regressor)

@@ -18,7 +18,7 @@ from curate.stages.quality.signals import DUP_NGRAM_KEY, TOP_NGRAM_KEY, PerDoc
 ALL_FILTERS = list(FILTER_SECTIONS)
 
 # (filter, setting, signal, comparison): the document fails when ``signal <comparison> setting``
-_THRESHOLD_RULES = [
+THRESHOLD_RULES = [
     ("gopher-quality", "min_doc_words", "word_count", "<"),
     ("gopher-quality", "max_doc_words", "word_count", ">"),
     ("gopher-quality", "min_avg_word_length", "mean_word_length", "<"),
@@ -106,7 +106,7 @@ def decide(filter_name: str, values: dict[str, np.ndarray], per_doc: PerDoc, tex
         rules.append(f"{section}:{name}")
         columns.append(np.asarray(fails, dtype=bool))
 
-    for rule_filter, setting, signal, comparison in _THRESHOLD_RULES:
+    for rule_filter, setting, signal, comparison in THRESHOLD_RULES:
         if rule_filter != filter_name:
             continue
         threshold = per_doc.threshold(section, setting)
