@@ -1,5 +1,5 @@
-"""Numba hashing primitives over Arrow string buffers: XXH64, 64-bit finalisers, mod (2^61 − 1) arithmetic;
-``hash_strings`` hashes every string of an Arrow array (dedup's keys and ids, mix apply's per-document draws).
+"""Numba hashing primitives over Arrow string buffers: XXH64, 64-bit finalisers, word n-gram hashes, mod (2^61 − 1)
+arithmetic; ``hash_strings`` hashes every string of an Arrow array (dedup's keys and ids, mix apply's per-document draws).
 
 Everything here is pure uint64 arithmetic (numba promotes uint64 mixed with signed ints to float, so every
 constant is an explicit `np.uint64`). `xxh64` is bit-identical to `xxhash.xxh64_intdigest` (tested).
@@ -14,6 +14,7 @@ import pyarrow as pa
 from curate.text import string_buffers
 
 MERSENNE_61 = np.uint64((1 << 61) - 1)
+NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 _P1 = np.uint64(0x9E3779B185EBCA87)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -106,6 +107,43 @@ def fmix64(h):
     h = h ^ (h >> np.uint64(33))
     h = h * np.uint64(0xC4CEB9FE1A85EC53)
     return h ^ (h >> np.uint64(33))
+
+
+@nb.njit(inline="always", cache=True)
+def ngram_hash(words, start, width):
+    """Hash of the word n-gram ``words[start:start + width]`` (uint64 word hashes): fmix64(Σ w_t·M^(width−1−t)
+    mod 2^64), so no n-gram string is ever built."""
+    h = np.uint64(0)
+    for t in range(width):
+        h = h * NGRAM_MULTIPLIER + words[start + t]
+    return fmix64(h)
+
+
+@nb.njit(cache=True)
+def ngram_prefixes(words, n, prefix):
+    """prefix[k] = Σ_{j<k} words[j]·M^(k−1−j) for k ≤ n, so that every n-gram hash costs O(1):
+    ``ngram_hash(words, i, L) == ngram_hash_at(prefix, powers, i, L)``."""
+    h = np.uint64(0)
+    prefix[0] = h
+    for k in range(n):
+        h = h * NGRAM_MULTIPLIER + words[k]
+        prefix[k + 1] = h
+
+
+@nb.njit(cache=True)
+def ngram_powers(max_width):
+    """M^L for L = 0 … max_width (mod 2^64)."""
+    powers = np.empty(max_width + 1, np.uint64)
+    powers[0] = np.uint64(1)
+    for width in range(1, max_width + 1):
+        powers[width] = powers[width - 1] * NGRAM_MULTIPLIER
+    return powers
+
+
+@nb.njit(inline="always", cache=True)
+def ngram_hash_at(prefix, powers, start, width):
+    """:func:`ngram_hash` of the n-gram at ``start`` from the prefixes of :func:`ngram_prefixes`."""
+    return fmix64(prefix[start + width] - prefix[start] * powers[width])
 
 
 @nb.njit(inline="always", cache=True)

@@ -296,6 +296,18 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
         "--tokenizer tokenizer.json\n",
     ),
     StageSpec(
+        "decontaminate", ("decontaminate",), "curate.stages.decontaminate:DecontaminateParams",
+        passes="curate.stages.decontaminate:decontaminate_passes", show="curate.stages.decontaminate:decontamination_lines",
+        help="Benchmark decontamination (GPT-3 / NeMo Curator): documents holding a word 13-gram of a --benchmarks "
+        "text get contamination_ngrams and contamination_sources, and are cut around each match (--mode cut), "
+        "dropped (drop) or kept (annotate). Two passes: index (built once, by task 0), check (per input unit).",
+        examples="Examples:\n\n\b\n  curate decontaminate data/ -o out/clean --benchmarks mmlu.jsonl,gsm8k.parquet\n"
+        "  curate decontaminate data/ -o out/flagged --benchmarks evals/ --mode annotate\n"
+        "  curate decontaminate data/ -o out/clean --benchmarks prompts.txt --mode drop --rejected out/contaminated\n"
+        "  curate decontaminate data/ -o out/clean --benchmarks evals/ --pass check --shard-index 3 --num-shards 8\n",
+        options=(REJECTED,),
+    ),
+    StageSpec(
         "pack", ("pack",), "curate.stages.pack.stage:PackParams", passes="curate.stages.pack.stage:pack_passes",
         help="Tokenize documents (EOS appended) and pack them into sequences for training: Dataset-Decomposition "
         "buckets (default), concat-and-chunk or best-fit, as Parquet, Megatron .bin/.idx or .npy.",

@@ -13,13 +13,12 @@ import pytest
 import xxhash
 from datasketch.lsh import _optimal_param
 
-from curate.hashing import MERSENNE_61, affine61, fmix64, xxh64
+from curate.hashing import MERSENNE_61, NGRAM_MULTIPLIER, affine61, fmix64, xxh64
 from curate.io.errors import UsageError
 from curate.stages.dedup import cluster as uf
 from curate.stages.dedup.minhash import LshParams, band_keys, permutations, signatures
 from curate.stages.dedup.rehydrate import parse_table, repeats
 from curate.stages.dedup.shingles import (
-    NGRAM_MULTIPLIER,
     Normalization,
     normalize,
     shingle_hashes,

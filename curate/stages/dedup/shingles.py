@@ -24,7 +24,6 @@ Empty documents (after normalisation) have no shingles and never join a cluster.
 from __future__ import annotations
 
 import functools
-import unicodedata
 from dataclasses import dataclass
 
 import numba as nb
@@ -32,11 +31,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.hashing import fmix64, xxh64
+from curate.hashing import ngram_hash, xxh64
 from curate.text import string_buffers
+from curate.text.codepoints import (
+    DIGIT,
+    MARK,
+    OTHER,
+    SEPARATOR,
+    SPACE,
+    TABLE_SIZE,
+    char_class,
+    codepoint_tables,
+    decode_utf8,
+    encode_utf8,
+)
 
-NGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
-TABLE_SIZE = 0x20000  # code points in the tables (planes 0 and 1); beyond: letters, unchanged
 # Scripts written without spaces between words: Thai, Lao, Tibetan, Myanmar, Khmer, kana, CJK ideographs
 # (beyond plane 1: the CJK extensions of planes 2 and 3)
 _SPACELESS_RANGES = ((0x0E00, 0x0EFF), (0x0F00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF),
@@ -46,7 +55,6 @@ SPACELESS_LANGS = frozenset({
     "zh", "zho", "chi", "cmn", "yue", "wuu", "gan", "hak", "nan", "lzh", "cdo", "hsn", "ja", "jpn",
     "th", "tha", "lo", "lao", "km", "khm", "my", "mya", "bur", "bo", "bod", "tib", "dz", "dzo",
 })
-_OTHER, _DIGIT, _SEPARATOR, _SPACE, _MARK = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -66,80 +74,11 @@ class Normalization:
 
 
 @functools.lru_cache(maxsize=1)
-def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per code point: lowercase (when one code point), accent-free base (NFKD without Mn, when one code point),
-    and class: digit (Nd), separator (P*, S*), space (Z*, tab, newlines, U+0085), combining mark (Mn), other."""
-    lower = np.arange(TABLE_SIZE, dtype=np.int32)
-    base = np.arange(TABLE_SIZE, dtype=np.int32)
-    classes = np.zeros(TABLE_SIZE, dtype=np.uint8)
-    for cp in range(TABLE_SIZE):
-        char = chr(cp)
-        low = char.lower()
-        if len(low) == 1:
-            lower[cp] = ord(low)
-        category = unicodedata.category(char)
-        if category == "Nd":
-            classes[cp] = _DIGIT
-        elif category[0] in "PS":
-            classes[cp] = _SEPARATOR
-        elif category[0] == "Z" or cp in (9, 10, 11, 12, 13, 0x85):
-            classes[cp] = _SPACE
-        elif category == "Mn":
-            classes[cp] = _MARK
-        decomposed = [c for c in unicodedata.normalize("NFKD", char) if unicodedata.category(c) != "Mn"]
-        if len(decomposed) == 1:
-            base[cp] = ord(decomposed[0])
-    return lower, base, classes
-
-
-@functools.lru_cache(maxsize=1)
 def _spaceless_table() -> np.ndarray:
     table = np.zeros(TABLE_SIZE, dtype=np.bool_)
     for low, high in _SPACELESS_RANGES:
         table[low : high + 1] = True
     return table
-
-
-@nb.njit(inline="always", cache=True)
-def _decode(data, i):
-    """(code point, byte length) of the UTF-8 sequence at data[i] (invalid bytes read as themselves)."""
-    b0 = np.int32(data[i])
-    if b0 < 0x80:
-        return b0, 1
-    if b0 >= 0xF0 and i + 3 < len(data):
-        return ((b0 & 0x07) << 18) | ((np.int32(data[i + 1]) & 0x3F) << 12) | \
-            ((np.int32(data[i + 2]) & 0x3F) << 6) | (np.int32(data[i + 3]) & 0x3F), 4
-    if b0 >= 0xE0 and i + 2 < len(data):
-        return ((b0 & 0x0F) << 12) | ((np.int32(data[i + 1]) & 0x3F) << 6) | (np.int32(data[i + 2]) & 0x3F), 3
-    if b0 >= 0xC0 and i + 1 < len(data):
-        return ((b0 & 0x1F) << 6) | (np.int32(data[i + 1]) & 0x3F), 2
-    return b0, 1
-
-
-@nb.njit(inline="always", cache=True)
-def _encode(out, o, cp):
-    if cp < 0x80:
-        out[o] = cp
-        return o + 1
-    if cp < 0x800:
-        out[o] = 0xC0 | (cp >> 6)
-        out[o + 1] = 0x80 | (cp & 0x3F)
-        return o + 2
-    if cp < 0x10000:
-        out[o] = 0xE0 | (cp >> 12)
-        out[o + 1] = 0x80 | ((cp >> 6) & 0x3F)
-        out[o + 2] = 0x80 | (cp & 0x3F)
-        return o + 3
-    out[o] = 0xF0 | (cp >> 18)
-    out[o + 1] = 0x80 | ((cp >> 12) & 0x3F)
-    out[o + 2] = 0x80 | ((cp >> 6) & 0x3F)
-    out[o + 3] = 0x80 | (cp & 0x3F)
-    return o + 4
-
-
-@nb.njit(inline="always", cache=True)
-def _class(classes, cp):
-    return classes[cp] if cp < len(classes) else 0
 
 
 @nb.njit(parallel=True, cache=True)
@@ -151,40 +90,40 @@ def _normalize(data, offsets, lower, base, classes, flags, out, out_starts, out_
         o = out_starts[d]
         pending_space = False  # a separator seen since the last character written
         while i < end:
-            cp, width = _decode(data, i)
-            kind = _class(classes, cp)
-            if do_digits and kind == _DIGIT:  # a run of digits, with an optional decimal part, becomes 0
+            cp, width = decode_utf8(data, i)
+            kind = char_class(classes, cp)
+            if do_digits and kind == DIGIT:  # a run of digits, with an optional decimal part, becomes 0
                 i += width
                 fraction = False
                 while i < end:
-                    cp, width = _decode(data, i)
-                    if _class(classes, cp) == _DIGIT:
+                    cp, width = decode_utf8(data, i)
+                    if char_class(classes, cp) == DIGIT:
                         i += width
                     elif not fraction and (cp == 46 or cp == 44) and i + 1 < end and \
-                            _class(classes, _decode(data, i + 1)[0]) == _DIGIT:
+                            char_class(classes, decode_utf8(data, i + 1)[0]) == DIGIT:
                         fraction = True
                         i += 1
                     else:
                         break
-                cp, width, kind = 48, 0, _OTHER
+                cp, width, kind = 48, 0, OTHER
             else:
                 i += width
-            if (do_punct and kind == _SEPARATOR) or (do_space and kind == _SPACE):
+            if (do_punct and kind == SEPARATOR) or (do_space and kind == SPACE):
                 pending_space = True
                 continue
-            if do_accents and kind == _MARK:
+            if do_accents and kind == MARK:
                 continue
             if pending_space:
                 if o > out_starts[d] or not do_space:
-                    o = _encode(out, o, 32)
+                    o = encode_utf8(out, o, 32)
                 pending_space = False
             if do_lower and cp < len(lower):
                 cp = lower[cp]
             if do_accents and cp < len(base):
                 cp = base[cp]
-            o = _encode(out, o, cp)
+            o = encode_utf8(out, o, cp)
         if pending_space and not do_space:
-            o = _encode(out, o, 32)
+            o = encode_utf8(out, o, 32)
         out_lengths[d] = o - out_starts[d]
 
 
@@ -203,7 +142,7 @@ def _compact(out, out_starts, out_lengths, offsets):
 def normalize_buffers(texts: pa.Array, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
     """Normalise every string of a batch in one pass over its UTF-8 bytes: (bytes, int64 offsets)."""
     data, offsets = string_buffers(texts)
-    lower, base, classes = _tables()
+    lower, base, classes = codepoint_tables()
     flags = np.array([norm.lowercase, norm.strip_accents, norm.digits, norm.punctuation, norm.whitespace])
     sizes = np.diff(offsets)
     out_starts = np.zeros(len(sizes) + 1, dtype=np.int64)
@@ -292,10 +231,7 @@ def _word_shingles(data, offsets, word_offsets, shingle_offsets, ngram, out):
         width = min(ngram, n_words)
         s = shingle_offsets[d]
         for k in range(shingle_offsets[d + 1] - s):
-            h = zero
-            for t in range(width):
-                h = h * NGRAM_MULTIPLIER + words[base + k + t]
-            out[s + k] = fmix64(h)
+            out[s + k] = ngram_hash(words, base + k, width)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -327,7 +263,7 @@ def _spaceless_share(data, offsets, table, planes_low, planes_high, out):
         letters = 0
         spaceless = 0
         while i < offsets[d + 1]:
-            cp, width = _decode(data, i)
+            cp, width = decode_utf8(data, i)
             i += width
             if cp == 32 or (9 <= cp <= 13):
                 continue
