@@ -1,0 +1,163 @@
+"""Benchmark `curate extract` against the raw extractor calls and datatrove's WarcReader + Trafilatura.
+
+Usage:
+    .venv/bin/python scripts/bench_extract.py [--data ../shared/data] [--skip-datatrove]
+
+On ``web/pages.warc.gz`` (1,032 HTML pages among 2,083 WARC records), in one run on the same machine:
+
+- the raw library: resiliparse's and trafilatura's own calls, with curate's settings, in a loop over the
+  pages already decoded in memory (no reading, no writing: an upper bound for any wrapper);
+- ``curate extract`` from the command line (one process), reading the WARC file and writing Parquet, for
+  both extractors;
+- datatrove's ``WarcReader`` → ``Trafilatura()`` → ``JsonlWriter`` (FineWeb's extraction), one task, in
+  /work/main/.venv-bench's python.
+
+Prints HTML pages/s, the ratios (curate / raw library, curate / datatrove), peak RSS, and the share of the
+gold main-content and boilerplate snippets (``web/trafilatura_pages.parquet``) each extractor's text keeps.
+The gold helpers are shared with tests/test_extract.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import bench_common
+import pyarrow.parquet as pq
+
+REPO = bench_common.REPO
+BENCH_PYTHON = REPO.parent / "main" / ".venv-bench" / "bin" / "python"
+WARC = "web/pages.warc.gz"
+
+
+# -- gold snippets ----------------------------------------------------------------------------------------
+def page_ids(warc: Path) -> dict[str, str]:
+    """WARC-Record-ID → X-Page-Id (the id in trafilatura_pages.parquet) of every response."""
+    with gzip.open(warc) as stream:
+        found = re.findall(rb"WARC-Record-ID: (<[^>]+>)\r\nX-Page-Id: ([^\r]+)", stream.read())
+    return {record.decode(): page.decode() for record, page in found}
+
+
+def gold(data: Path) -> dict[str, dict]:
+    """Gold snippets per WARC-Record-ID: {"with": [...], "without": [...]}."""
+    pages = {r["id"]: r for r in pq.read_table(data / "web" / "trafilatura_pages.parquet").to_pylist()}
+    return {record: {"with": pages[page]["with_snippets"] or [], "without": pages[page]["without_snippets"] or []}
+            for record, page in page_ids(data / WARC).items() if page in pages}
+
+
+def snippet_scores(ids: list[str], texts: list[str | None], snippets: dict[str, dict],
+                   pages: list[str] | None = None) -> tuple[float, float]:
+    """(share of main-content snippets found, share of boilerplate snippets found) over ``pages`` (default:
+    every gold page); a page missing from ``ids`` (not extracted) keeps nothing. Whitespace is normalised."""
+    by_id = {i: " ".join((t or "").split()) for i, t in zip(ids, texts, strict=True)}
+    kept = kept_total = boiler = boiler_total = 0
+    for page in pages if pages is not None else list(snippets):
+        text = by_id.get(page, "")
+        kept += sum(" ".join(s.split()) in text for s in snippets[page]["with"])
+        kept_total += len(snippets[page]["with"])
+        boiler += sum(" ".join(s.split()) in text for s in snippets[page]["without"])
+        boiler_total += len(snippets[page]["without"])
+    return kept / kept_total, boiler / boiler_total
+
+
+def html_pages(warc: Path) -> tuple[list[str], list[str]]:
+    """(record ids, decoded HTML) of the HTTP 200 HTML responses, as curate's WARC reader decodes them."""
+    from curate.io.warc import warc_records
+
+    ids, html = [], []
+    with open(warc, "rb") as raw:
+        for _, row in warc_records(str(warc), raw, True, 1 << 30, print):
+            if row["status"] == 200 and row["content_type"] == "text/html":
+                ids.append(row["id"])
+                html.append(row["html"])
+    return ids, html
+
+
+# -- datatrove side (runs under .venv-bench) -------------------------------------------------------------
+def datatrove_worker(folder: str, out: str) -> None:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.readers import WarcReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    start = time.perf_counter()
+    pipeline = [WarcReader(folder, glob_pattern="*.warc.gz"), Trafilatura(favour_precision=True),
+                JsonlWriter(out, compression=None)]
+    LocalPipelineExecutor(pipeline, tasks=1, workers=1, logging_dir=str(Path(out) / "logs")).run()
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+# -- curate side --------------------------------------------------------------------------------------------
+def raw_library(html: list[str], extractor: str) -> tuple[float, list[str | None]]:
+    """Seconds and texts of the library's own call over the pages (resiliparse: parse + extract)."""
+    from curate.stages.extract import RESILIPARSE_SETTINGS, TRAFILATURA_SETTINGS
+
+    if extractor == "resiliparse":
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+
+        start = time.perf_counter()
+        texts = [extract_plain_text(HTMLTree.parse(page), **RESILIPARSE_SETTINGS) for page in html]
+    else:
+        from trafilatura import extract
+
+        start = time.perf_counter()
+        texts = [extract(page, **TRAFILATURA_SETTINGS) for page in html]
+    return time.perf_counter() - start, texts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=bench_common.SHARED)
+    parser.add_argument("--skip-datatrove", action="store_true")
+    parser.add_argument("--datatrove-worker", nargs=2, metavar=("FOLDER", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.datatrove_worker:
+        datatrove_worker(*args.datatrove_worker)
+        return
+    warc = args.data / WARC
+    snippets = gold(args.data)
+    ids, html = html_pages(warc)
+    print(f"{warc}: {len(html):,} HTML pages; machine shared (load {os.getloadavg()[0]:.1f})")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
+        for extractor in ("resiliparse", "trafilatura"):
+            raw_seconds, raw_texts = raw_library(html, extractor)
+            out = Path(tmp) / extractor
+            run = bench_common.run_measured(bench_common.curate_command(
+                "extract", str(warc), "-o", str(out), "--extractor", extractor, "--quiet"))
+            table = pq.read_table(out, columns=["id", "text"])
+            scores = snippet_scores(table["id"].to_pylist(), table["text"].to_pylist(), snippets)
+            raw_scores = snippet_scores(ids, raw_texts, snippets)
+            rows.append((extractor, len(html) / raw_seconds, len(html) / run.seconds, run.peak_rss_kb, scores,
+                         raw_scores))
+            print(f"{extractor:12s} raw {len(html) / raw_seconds:7.1f} pages/s | curate extract "
+                  f"{len(html) / run.seconds:7.1f} pages/s ({len(html) / run.seconds / (len(html) / raw_seconds):.2f}× raw), "
+                  f"peak RSS {run.peak_rss_kb / 1024:.0f} MiB | gold kept {scores[0]:.3f} (raw {raw_scores[0]:.3f}), "
+                  f"boilerplate kept {scores[1]:.3f} (raw {raw_scores[1]:.3f})")
+        if not args.skip_datatrove:
+            folder = Path(tmp) / "warc"
+            folder.mkdir()
+            (folder / "pages.warc.gz").symlink_to(warc.resolve())
+            command = [str(BENCH_PYTHON), str(Path(__file__).resolve()), "--datatrove-worker", str(folder),
+                       str(Path(tmp) / "datatrove")]
+            run = bench_common.run_measured(command, env=bench_common.child_env())
+            written = [json.loads(line) for path in sorted((Path(tmp) / "datatrove").glob("*.jsonl"))
+                       for line in path.read_text().splitlines()]
+            dt_scores = snippet_scores([d["id"] for d in written], [d["text"] for d in written], snippets)
+            dt_rate = len(html) / run.seconds
+            print(f"datatrove WarcReader+Trafilatura {dt_rate:7.1f} pages/s, peak RSS {run.peak_rss_kb / 1024:.0f} MiB, "
+                  f"{len(written):,} documents | gold kept {dt_scores[0]:.3f}, boilerplate kept {dt_scores[1]:.3f}")
+            for extractor, _raw, rate, _rss, _scores, _ in rows:
+                print(f"curate extract --extractor {extractor} / datatrove: {rate / dt_rate:.2f}×")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
