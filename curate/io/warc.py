@@ -41,7 +41,7 @@ WARC_SCHEMA = pa.schema([
     pa.field("source", pa.string()),  # the WARC file
 ])
 DEFAULT_MAX_PAYLOAD = 2 << 20  # twice Common Crawl's own limit on a fetched page (1 MiB)
-_MAX_BATCH_BYTES = 64 << 20  # a batch never holds more payload than this, whatever the batch size
+_MAX_BATCH_BYTES = 8 << 20  # a batch never holds more payload than this, whatever the batch size
 _MAX_HEADER_BYTES = 1 << 16  # WARC and HTTP headers longer than this are a bad record
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -202,7 +202,7 @@ def _http(block: bytes) -> tuple[int, dict[str, str], bytes]:
 def _row(fields: dict[str, str], block: bytes, cut: bool, max_payload: int, source: str) -> dict:
     kind = fields.get("warc-type", "")
     row = {"id": fields.get("warc-record-id"), "url": fields.get("warc-target-uri"), "date": fields.get("warc-date"),
-           "warc_type": kind, "status": None, "content_type": None, "html": "",
+           "warc_type": kind, "status": None, "content_type": None, "html": b"", "charset": None,
            "truncated": cut or "warc-truncated" in fields, "source": source}
     if kind != "response":
         return row
@@ -213,14 +213,15 @@ def _row(fields: dict[str, str], block: bytes, cut: bool, max_payload: int, sour
     if len(payload) > max_payload:
         payload, row["truncated"] = payload[:max_payload], True
     if _TEXT_TYPES.match(row["content_type"] or "text/html"):
-        row["html"] = decode_html(payload, charset.group(1) if charset else None)
+        row["html"], row["charset"] = payload, charset.group(1) if charset else None
     return row
 
 
 def warc_records(path: str, raw: BinaryIO, compressed: bool, max_payload: int,
                  report: Callable[[InputError], None]) -> Iterator[tuple[int, dict]]:
-    """Every readable record of a WARC stream as (record number, row of :data:`WARC_SCHEMA`);
-    ``report(InputError)`` gets the bad ones (it raises to stop, or returns to go on).
+    """Every readable record of a WARC stream as (record number, row): the fields of :data:`WARC_SCHEMA`,
+    ``html`` still the payload's bytes, and ``charset`` the one its HTTP header declares (see
+    :func:`warc_batches`). ``report(InputError)`` gets the bad ones (it raises to stop, or returns to go on).
 
     A gzip member's checksum is checked only at its end, after its record was parsed, so each row is held
     back until the next record starts: a record whose member turns out corrupt is reported, not returned.
@@ -275,15 +276,32 @@ def warc_batches(path: str, raw: BinaryIO, compressed: bool, batch_size: int, ma
                  report: Callable[[InputError], None]) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
     """:func:`warc_records` as record batches of at most ``batch_size`` rows or 64 MiB of payload, with
     each row's record number."""
-    rows: list[dict] = []
+    columns: dict[str, list] = {name: [] for name in WARC_SCHEMA.names}
     numbers: list[int] = []
     size = 0
+    columns["charset"] = []
     for number, row in warc_records(path, raw, compressed, max_payload, report):
-        rows.append(row)
+        for name, values in columns.items():
+            values.append(row[name])
         numbers.append(number)
         size += len(row["html"])
-        if len(rows) >= batch_size or size >= _MAX_BATCH_BYTES:
-            yield pa.RecordBatch.from_pylist(rows, schema=WARC_SCHEMA), np.asarray(numbers, dtype=np.int64)
-            rows, numbers, size = [], [], 0
-    if rows:
-        yield pa.RecordBatch.from_pylist(rows, schema=WARC_SCHEMA), np.asarray(numbers, dtype=np.int64)
+        if len(numbers) >= batch_size or size >= _MAX_BATCH_BYTES:
+            yield _batch(columns), np.asarray(numbers, dtype=np.int64)
+            columns = {name: [] for name in (*WARC_SCHEMA.names, "charset")}
+            numbers, size = [], 0
+    if numbers:
+        yield _batch(columns), np.asarray(numbers, dtype=np.int64)
+
+
+def _batch(columns: dict[str, list]) -> pa.RecordBatch:
+    columns["html"] = _html_array(columns["html"], columns["charset"])
+    return pa.RecordBatch.from_arrays([pa.array(columns[f.name], f.type) for f in WARC_SCHEMA], schema=WARC_SCHEMA)
+
+
+def _html_array(payloads: list[bytes], charsets: list[str | None]) -> pa.Array:
+    """The payloads as text: all valid UTF-8 (the common case) is checked by Arrow at once, without decoding
+    them in Python; otherwise each payload is decoded on its own (:func:`decode_html`)."""
+    try:
+        return pa.array(payloads, pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([decode_html(p, c) for p, c in zip(payloads, charsets, strict=True)], pa.string())
