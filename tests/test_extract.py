@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -22,9 +23,7 @@ from curate.stages.extract import ExtractParams, ExtractStage
 
 _spec = importlib.util.spec_from_file_location("bench_extract", REPO / "scripts" / "bench_extract.py")
 bench_extract = importlib.util.module_from_spec(_spec)
-import sys  # noqa: E402
-
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts"))  # bench_extract imports bench_common
 _spec.loader.exec_module(bench_extract)  # type: ignore[union-attr]
 
 EXPECTED_REMOVED = {"not_response": 1033, "status_not_200": 12, "not_html": 6}  # warcinfo + requests; 404/301; PDFs
@@ -41,12 +40,15 @@ def snippets(shared_data) -> dict:
 
 
 @pytest.fixture(scope="module")
-def extracted(warc, tmp_path_factory) -> tuple[Path, dict]:
-    """The whole WARC file through the CLI with the default extractor."""
-    out = tmp_path_factory.mktemp("extract") / "out"
-    result = CliRunner().invoke(app, ["extract", str(warc), "-o", str(out), "--json", "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out, json.loads(result.stdout)
+def fineweb_warc(warc, tmp_path_factory) -> tuple[Path, list[dict]]:
+    """recipes/fineweb-warc.yaml run through curate.recipes on the whole WARC file: (work dir, summaries)."""
+    from curate.recipes import load_recipe, run_recipe
+
+    work = tmp_path_factory.mktemp("fineweb-warc") / "work"
+    recipe = load_recipe(REPO / "recipes" / "fineweb-warc.yaml", work_dir=str(work), inputs=[str(warc)],
+                         io_overrides={"quiet": True})
+    assert [s.name for s in recipe.stages] == ["extract", "langid", "quality", "dedup-minhash", "pii"]
+    return work, run_recipe(recipe)
 
 
 def members(warc: Path, count: int) -> list[bytes]:
@@ -76,8 +78,10 @@ def test_reader_gives_every_record_of_the_crawl(warc):
                      ("response", 404, "text/html"): 6, ("response", 301, "text/html"): 6}
 
 
-def test_extract_counts_every_record_and_keeps_gold_snippets(extracted, snippets):
-    out, summary = extracted
+def test_extract_counts_every_record_and_keeps_gold_snippets(fineweb_warc, snippets):
+    """The recipe's first step: curate extract with its default extractor on the whole crawl."""
+    work, summaries = fineweb_warc
+    out, summary = work / "01-extract", summaries[0]
     assert summary["docs_in"] == 2083
     removed = summary["removed"]
     assert {k: removed[k] for k in EXPECTED_REMOVED} == EXPECTED_REMOVED
@@ -213,13 +217,9 @@ def test_a_hanging_page_is_stopped_by_the_timeout(warc):
     assert result.kept["id"].to_pylist() == ["a"] and result.counters["removed"] == {"timeout": 1}
 
 
-def test_fineweb_warc_recipe_runs_on_the_crawl(warc, tmp_path):
-    from curate.recipes import load_recipe, run_recipe
-
-    recipe = load_recipe(REPO / "recipes" / "fineweb-warc.yaml", work_dir=str(tmp_path / "work"),
-                         inputs=[str(warc)], io_overrides={"quiet": True})
-    assert [s.name for s in recipe.stages] == ["extract", "langid", "quality", "dedup-minhash", "pii"]
-    summaries = run_recipe(recipe)
+def test_fineweb_warc_recipe_runs_on_the_crawl(fineweb_warc):
+    work, summaries = fineweb_warc
     assert summaries[0]["docs_out"] > 900 and summaries[1]["docs_out"] < summaries[0]["docs_out"]
-    final = pq.read_table(tmp_path / "work" / "05-pii")
+    final = pq.read_table(work / "05-pii")
     assert 0 < final.num_rows < summaries[1]["docs_out"] and set(final["lang"].to_pylist()) == {"en"}
+    assert {"id", "url", "text", "title", "source"} <= set(final.column_names)
