@@ -176,7 +176,7 @@ EXTRACT_EXAMPLES = """Examples:
 
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     StageSpec(
-        "extract", ("extract",), "curate.stages.extract:ExtractParams", passes="curate.stages.extract:extract_passes",
+        "extract", ("extract",), "curate.stages.extract:ExtractParams", stage="curate.stages.extract:ExtractStage",
         help="Main text of crawled pages: reads WARC files (.warc, .warc.gz) or an HTML column, extracts HTTP 200 "
         "HTML responses with resiliparse (default) or trafilatura, and writes id, url, date, text, title, "
         "content_type, status, source; every other record is counted by reason (docs/extract.md).",

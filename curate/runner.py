@@ -42,6 +42,8 @@ def make_plan(stage: UnitStage, io: IOOptions, inputs: list, units: Sequence[Wor
 def run_map_stage(stage: UnitStage, io: IOOptions, *, rejected_dir: str | None = None) -> dict:
     """Run ``stage`` over the units of ``io.inputs`` into ``io.output``; returns the run summary (--json)."""
     io.check()
+    if stage.input_text is not None:  # a stage whose input text is another column (extract reads the HTML)
+        io = replace(io, text_column=stage.input_text)
     started = time.perf_counter()
     columns = Columns(io.text_column, io.id_column)
     bad = BadRows(skip=io.on_error == "skip")

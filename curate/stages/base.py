@@ -92,6 +92,7 @@ class UnitStage(ABC):
     name: ClassVar[str]
     source: str = ""  # the input file of the unit being processed, set by the runner (for error messages)
     max_payload: int = DEFAULT_MAX_PAYLOAD  # WARC inputs: payload bytes of a record that reading keeps
+    input_text: str | None = None  # the column read as the input's text, when not --text-column's
     output_text: str | None = None  # the column holding the output's text, when not the input's text column
 
     def __init__(self, params: Any):

@@ -22,8 +22,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -31,10 +30,9 @@ import pyarrow.compute as pc
 
 from curate.io.errors import UsageError
 from curate.io.inputs import Columns
-from curate.io.options import IOOptions
 from curate.io.warc import DEFAULT_MAX_PAYLOAD
 from curate.params import option
-from curate.stages.base import MapStage, Pass, StageOutput, UnitContext
+from curate.stages.base import MapStage, StageOutput, UnitContext
 
 HTML_TYPES = ["text/html", "application/xhtml+xml"]
 TEXT = "text"
@@ -111,6 +109,7 @@ class ExtractStage(MapStage):
         if params.max_html_bytes < 1 or params.min_chars < 0 or params.timeout < 0:
             raise UsageError("--max-html-bytes must be ≥ 1, --min-chars and --timeout ≥ 0")
         self.max_payload = params.max_html_bytes
+        self.input_text = params.html_column
         self.extract: Callable[[str], tuple[str | None, str | None]] | None = None
 
     def __getstate__(self) -> dict:  # the extractor is made again in each worker process
@@ -195,11 +194,3 @@ class ExtractStage(MapStage):
         fields[at:at] = [pa.field(TEXT, pa.string()), pa.field("title", pa.string())]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
-
-def extract_passes(params: ExtractParams, io: IOOptions, **options: Any) -> list[Pass]:
-    """One array pass whose input text column is the HTML (--html-column; WARC: html)."""
-    from curate.runner import run_map_stage
-
-    stage = ExtractStage(params)
-    return [Pass("", Path(io.output), True,
-                 lambda task_io: run_map_stage(stage, replace(task_io, text_column=params.html_column)))]
