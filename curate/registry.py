@@ -169,7 +169,7 @@ EXTRACT_EXAMPLES = """Examples:
 \b
   curate extract crawl/CC-MAIN-*.warc.gz -o out/extract --workers 8
   curate extract s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/ -o s3://bucket/extract
-  curate extract pages.warc.gz -o out --extractor trafilatura        # FineWeb's extractor, ~15x slower
+  curate extract pages.warc.gz -o out --extractor trafilatura        # FineWeb's extractor, ~20x slower
   curate extract pages.parquet -o out --html-column body --keep-html
   curate extract crawl/ -o out --on-error skip --min-chars 100 --max-html-bytes 500000
 """

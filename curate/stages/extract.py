@@ -6,7 +6,7 @@ by reason (``not_response``, ``status_not_200``, ``not_html``), and so are pages
 ``--timeout`` (``timeout``). Two real extractors:
 
 - ``resiliparse`` (default): ``extract_plain_text(main_content=True, alt_texts=False, comments=False,
-  post_meta=False)``, about 15× faster than trafilatura; these settings keep boilerplate under a quarter
+  post_meta=False)``, about 20× faster than trafilatura; these settings keep boilerplate under a quarter
   of the gold snippets where resiliparse's plain ``main_content=True`` keeps 32% (docs/extract.md).
 - ``trafilatura``: FineWeb's call, ``extract(html, favor_precision=True, include_comments=False,
   deduplicate=True)``, as datatrove's ``Trafilatura`` extractor makes it. Its ``deduplicate`` remembers
