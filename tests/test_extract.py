@@ -223,3 +223,30 @@ def test_fineweb_warc_recipe_runs_on_the_crawl(fineweb_warc):
     final = pq.read_table(work / "05-pii")
     assert 0 < final.num_rows < summaries[1]["docs_out"] and set(final["lang"].to_pylist()) == {"en"}
     assert {"id", "url", "text", "title", "source"} <= set(final.column_names)
+
+
+def test_workers_and_array_tasks_give_the_single_run_output(warc, tmp_path):
+    """Two WARC files (the crawl's first 240 records, split): --workers 2, and two array tasks run one after
+    the other, write the same shards as one process."""
+    parts = members(warc, 240)
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    (crawl / "a.warc.gz").write_bytes(b"".join(parts[:120]))
+    (crawl / "b.warc.gz").write_bytes(b"".join(parts[120:]))
+
+    def shards(out: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(out.glob("part-*.parquet"))}
+
+    runs = {}
+    for name, flags in (("one", []), ("workers", ["--workers", "2"])):
+        result = CliRunner().invoke(app, ["extract", str(crawl), "-o", str(tmp_path / name), "--quiet", *flags])
+        assert result.exit_code == 0, result.output
+        runs[name] = shards(tmp_path / name)
+    for index in (1, 0):
+        result = CliRunner().invoke(app, ["extract", str(crawl), "-o", str(tmp_path / "tasks"), "--quiet",
+                                          "--shard-index", str(index), "--num-shards", "2"])
+        assert result.exit_code == 0, result.output
+    runs["tasks"] = shards(tmp_path / "tasks")
+    assert len(runs["one"]) == 2 and runs["one"] == runs["workers"] == runs["tasks"]
+    assert (tmp_path / "tasks" / "_manifest.json").exists()
+    assert pq.read_table(tmp_path / "one").num_rows > 100
