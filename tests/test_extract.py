@@ -250,3 +250,19 @@ def test_workers_and_array_tasks_give_the_single_run_output(warc, tmp_path):
     assert len(runs["one"]) == 2 and runs["one"] == runs["workers"] == runs["tasks"]
     assert (tmp_path / "tasks" / "_manifest.json").exists()
     assert pq.read_table(tmp_path / "one").num_rows > 100
+
+
+def test_every_removal_has_its_reason_on_an_html_column(warc):
+    """Parquet-style rows (status, content_type columns): each reason counted once, an empty batch is fine."""
+    page = _adac(warc)
+    batch = pa.record_batch({
+        "id": ["ok", "404", "pdf", "empty", "short"],
+        "html": [page, page, page, "<html><body></body></html>", "<html><body><p>Zum Inhalt</p></body></html>"],
+        "status": pa.array([200, 404, 200, 200, 200], pa.int32()),
+        "content_type": ["text/html", "text/html", "application/pdf", "TEXT/HTML", "application/xhtml+xml"],
+    })
+    stage = ExtractStage(ExtractParams(min_chars=20))
+    result = stage.process(batch, Columns("html", "id"))
+    assert result.kept["id"].to_pylist() == ["ok"]
+    assert result.counters["removed"] == {"status_not_200": 1, "not_html": 1, "no_text": 1, "too_short": 1}
+    assert stage.process(batch.slice(0, 0), Columns("html", "id")).kept.num_rows == 0

@@ -127,7 +127,7 @@ class ExtractStage(MapStage):
 
     def _candidates(self, batch: pa.RecordBatch) -> tuple[pa.Array, dict[str, int]]:
         """Which rows are HTML pages to extract, and how many of the others each reason removes."""
-        keep = pa.array([True] * batch.num_rows)
+        keep = pa.array([True] * batch.num_rows, pa.bool_())
         removed: dict[str, int] = {}
         names = batch.schema.names
         tests = []
@@ -169,13 +169,11 @@ class ExtractStage(MapStage):
         html = pages.column(columns.text)
         texts, titles, failed = self._extract_all(html.to_pylist())
         text = pc.utf8_trim_whitespace(pa.array(texts, pa.string()))
-        length = pc.fill_null(pc.utf8_length(text), 0)
-        failed_rows = pc.is_null(text)
-        no_text = pc.and_(pc.invert(failed_rows), pc.equal(length, 0))
+        length = pc.fill_null(pc.utf8_length(text), 0)  # a failed page has no text: length 0
         short = pc.and_(pc.greater(length, 0), pc.less(length, self.params.min_chars))
         keep = pc.and_(pc.greater(length, 0), pc.greater_equal(length, self.params.min_chars))
         removed.update(failed)
-        removed["no_text"] = (pc.sum(no_text).as_py() or 0) + pc.sum(failed_rows).as_py() - sum(failed.values())
+        removed["no_text"] = (pc.sum(pc.equal(length, 0)).as_py() or 0) - sum(failed.values())
         removed["too_short"] = pc.sum(short).as_py() or 0
         kept = self._columns(pages, text, pa.array(titles, pa.string()), columns).filter(keep)
         counters: dict = {"removed": {k: v for k, v in removed.items() if v}}
