@@ -169,7 +169,24 @@ PACK_EXAMPLES = """Examples:
   curate pack data/ -o out/icp --tokenizer gpt2.json --strategy concat --order related   # related documents together
 """
 
+EXTRACT_EXAMPLES = """Examples:
+
+\b
+  curate extract crawl/CC-MAIN-*.warc.gz -o out/extract --workers 8
+  curate extract s3://commoncrawl/crawl-data/CC-MAIN-2024-10/segments/ -o s3://bucket/extract
+  curate extract pages.warc.gz -o out --extractor trafilatura        # FineWeb's extractor, ~20x slower
+  curate extract pages.parquet -o out --html-column body --keep-html
+  curate extract crawl/ -o out --on-error skip --min-chars 100 --max-html-bytes 500000
+"""
+
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
+    StageSpec(
+        "extract", ("extract",), "curate.stages.extract:ExtractParams", stage="curate.stages.extract:ExtractStage",
+        help="Main text of crawled pages: reads WARC files (.warc, .warc.gz) or an HTML column, extracts HTTP 200 "
+        "HTML responses with resiliparse (default) or trafilatura, and writes id, url, date, text, title, "
+        "content_type, status, source; every other record is counted by reason (docs/extract.md).",
+        examples=EXTRACT_EXAMPLES, io=tuple(n for n in IO_ALL if n != "text_column"),
+    ),
     StageSpec(
         "langid", ("langid",), "curate.stages.langid:LangidParams", stage="curate.stages.langid:LangidStage",
         help="Language identification with fastText (offline default model): adds lang, lang_score (and "

@@ -42,12 +42,15 @@ def make_plan(stage: UnitStage, io: IOOptions, inputs: list, units: Sequence[Wor
 def run_map_stage(stage: UnitStage, io: IOOptions, *, rejected_dir: str | None = None) -> dict:
     """Run ``stage`` over the units of ``io.inputs`` into ``io.output``; returns the run summary (--json)."""
     io.check()
+    if stage.input_text is not None:  # a stage whose input text is another column (extract reads the HTML)
+        io = replace(io, text_column=stage.input_text)
     started = time.perf_counter()
     columns = Columns(io.text_column, io.id_column)
     bad = BadRows(skip=io.on_error == "skip")
     files = resolve_inputs(io.inputs, bad)
     check_apart(io.inputs, files, io.output)
-    units = plan_units(files, io.max_rows_per_shard, columns, bad, io.columns, io.drop_columns, io.batch_size)
+    units = plan_units(files, io.max_rows_per_shard, columns, bad, io.columns, io.drop_columns, io.batch_size,
+                       stage.max_payload)
     if io.output == "-":
         if not isinstance(stage, MapStage):
             raise UsageError(f"{stage.name} writes a directory: give -o DIR, not -")
@@ -162,7 +165,7 @@ def _run_to_stdout(stage: MapStage, io: IOOptions, units: list[Unit], bad: BadRo
     for unit in units:
         for batch, _rows in read_unit(unit, columns, io.batch_size, bad):
             result = stage.process(batch, columns)
-            account(stats, batch, result.kept, columns)
+            account(stats, batch, result.kept, columns, stage.output_text)
             merge_counters(stats, result.counters)
             writer.write(result.kept)
     if bad.records:

@@ -421,3 +421,24 @@ def test_any_fsspec_url_works_like_s3(small_corpus, tmp_path):
     memory.get("/corpus/out/", str(tmp_path / "out"), recursive=True)
     run([small_corpus], tmp_path / "local", max_rows_per_shard=250)
     assert shard_checksums(tmp_path / "out") == shard_checksums(tmp_path / "local")
+
+
+def test_extract_reads_warc_from_s3_like_local_disk(s3_endpoint, shared_data, tmp_path):
+    """A WARC file (the crawl's first 120 records) read from s3:// gives the shards it gives on local disk."""
+    from test_extract import members
+
+    local = tmp_path / "crawl.warc.gz"
+    local.write_bytes(b"".join(members(shared_data / "web" / "pages.warc.gz", 120)))
+    _fs(s3_endpoint).put_file(str(local), f"{BUCKET}/warc/crawl.warc.gz")
+    runner = CliRunner()
+    options = ["--storage-options", _options(s3_endpoint), "--quiet"]
+    result = runner.invoke(app, ["extract", f"s3://{BUCKET}/warc/", "-o", f"s3://{BUCKET}/extracted", *options],
+                           env=CREDENTIALS)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["extract", str(local), "-o", str(tmp_path / "local"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    remote = pq.read_table(_download(s3_endpoint, f"s3://{BUCKET}/extracted", tmp_path / "remote"))
+    here = pq.read_table(tmp_path / "local")
+    assert remote.num_rows == here.num_rows > 50
+    assert remote.drop_columns(["source"]).equals(here.drop_columns(["source"]))
+    assert set(remote["source"].to_pylist()) == {f"s3://{BUCKET}/warc/crawl.warc.gz"}

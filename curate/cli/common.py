@@ -149,7 +149,7 @@ def cli_argument(argument: Argument) -> inspect.Parameter:
     return inspect.Parameter(argument.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=argument.type)
 
 
-INPUTS = Argument("inputs", list[str], help="Parquet/JSONL files, directories, globs, or -")
+INPUTS = Argument("inputs", list[str], help="Parquet/JSONL/WARC files, directories, globs, or -")
 SHARDS_OUTPUT = "Output directory, or - for JSON lines on stdout"
 
 

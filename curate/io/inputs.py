@@ -1,9 +1,9 @@
 """Finding inputs, planning work units, and streaming them as Arrow record batches.
 
-Inputs are Parquet files, JSON-lines files (optionally .gz / .zst), directories (searched recursively for
-those), globs, and ``-`` for JSON lines on stdin. They are sorted by real path (symlinks and relative paths
+Inputs are Parquet files, JSON-lines files (optionally .gz / .zst), WARC files (.warc, .warc.gz: one row per
+record, see ``curate.io.warc``), directories (searched recursively for those), globs, and ``-`` for JSON lines on stdin. They are sorted by real path (symlinks and relative paths
 resolved), so the plan never depends on listing order or spelling. A Parquet file is cut into units of at most
-``max_rows_per_shard`` rows (from its footer, without reading data); a JSON-lines file is one unit. Unit ``i``
+``max_rows_per_shard`` rows (from its footer, without reading data); a JSON-lines or WARC file is one unit. Unit ``i``
 becomes output shard ``part-{i:05d}``. Every unit of a run shares one ``Layout``: the inputs' schemas unified
 (from footers and the first rows of JSON lines), so all shards of an output have the same columns and types,
 and the text column reaches stages as ``TEXT_TYPE`` whichever string type the file has.
@@ -33,6 +33,7 @@ import zstandard
 
 from curate.io.errors import InputError, UsageError
 from curate.io.storage import filesystem, is_remote, open_remote, overlapping, retrying
+from curate.io.warc import DEFAULT_MAX_PAYLOAD, WARC_SCHEMA, warc_batches
 
 STDIN = "-"
 T = TypeVar("T")
@@ -48,7 +49,7 @@ _MAX_BLOCK_BYTES = 64 << 20  # a JSON-lines block never holds more than this, ho
 @dataclass(frozen=True)
 class InputFile:
     path: str  # absolute path, or "-" for stdin
-    format: str  # "parquet" | "jsonl"
+    format: str  # "parquet" | "jsonl" | "warc"
     compression: str | None  # None | "gzip" | "zstd"
     size: int
     num_rows: int | None  # known for Parquet (footer), unknown for JSON lines
@@ -70,6 +71,7 @@ class Layout:
     schema: pa.Schema | None = None
     keep: tuple[str, ...] | None = None
     drop: tuple[str, ...] = ()
+    max_payload: int = DEFAULT_MAX_PAYLOAD  # WARC: payload bytes of a record kept; the rest is skipped unread
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ def _classify(path: str) -> tuple[str, str | None] | None:
         return "parquet", None
     if name.endswith(_JSONL_SUFFIXES):
         return "jsonl", compression
+    if name.endswith(".warc") and compression in (None, "gzip"):
+        return "warc", compression
     return None
 
 
@@ -162,7 +166,7 @@ def _expand_remote(spec: str) -> dict[str, int]:
         if not _hidden(Path(relative)) and _classify(key) is not None:
             found[fs.unstrip_protocol(key)] = int(info.get("size") or 0)
     if not found:
-        raise InputError(spec, "prefix holds no .parquet or .jsonl[.gz|.zst] objects")
+        raise InputError(spec, "prefix holds no .parquet, .jsonl[.gz|.zst] or .warc[.gz] objects")
     return found
 
 
@@ -179,7 +183,7 @@ def _expand(spec: str) -> list[str] | dict[str, int]:
             if p.is_file() and not _hidden(p.relative_to(root)) and _classify(str(p)) is not None
         ]
         if not found:
-            raise InputError(spec, "directory holds no .parquet or .jsonl[.gz|.zst] files")
+            raise InputError(spec, "directory holds no .parquet, .jsonl[.gz|.zst] or .warc[.gz] files")
         return found
     if any(ch in spec for ch in "*?["):
         found = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
@@ -197,7 +201,8 @@ def _stat(path: str, size: int | None = None) -> InputFile:
     kind = _classify(path)
     if kind is None:
         raise InputError(
-            path, "unknown input format: expected .parquet, .jsonl/.json/.ndjson (optionally .gz or .zst)"
+            path, "unknown input format: expected .parquet, .jsonl/.json/.ndjson (optionally .gz or .zst), "
+            ".warc or .warc.gz"
         )
     fmt, compression = kind
     mtime_ns = None
@@ -302,9 +307,11 @@ def plan_units(
     keep: Sequence[str] | None = None,
     drop: Sequence[str] = (),
     batch_size: int = 10_000,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
 ) -> list[Unit]:
-    """Cut files into units (Parquet by row count from the footer, JSON lines one unit per file), all with
-    one layout: the files' schemas unified and narrowed to ``keep`` (--columns) minus ``drop``."""
+    """Cut files into units (Parquet by row count from the footer, JSON lines and WARC one unit per file),
+    all with one layout: the files' schemas unified and narrowed to ``keep`` (--columns) minus ``drop``;
+    ``max_payload`` bounds what a WARC record's payload keeps."""
     def schema_of(file: InputFile) -> pa.Schema | InputError:
         try:
             schema = parquet_file(file.path, file.size).schema_arrow
@@ -320,6 +327,7 @@ def plan_units(
     jsonl = [f for f in files if f.format == "jsonl"] if len(files) > 1 else []  # one file: nothing to unify
     found_schemas = _map_files(lambda f: _jsonl_schema(f, batch_size), jsonl, [f.path for f in jsonl])
     schemas.update(zip(map(id, jsonl), found_schemas, strict=True))
+    schemas.update((id(f), WARC_SCHEMA) for f in files if f.format == "warc")
     found = []
     for file in files:
         problem = schemas.get(id(file))
@@ -335,7 +343,7 @@ def plan_units(
         more = f" and {len(found) - 1} more" if len(found) > 1 else ""
         print(f"curate: warning: {found[0].path}{more}: no rows to process", file=sys.stderr)
     known = [(f.path, schemas[id(f)]) for f in found if isinstance(schemas.get(id(f)), pa.Schema)]
-    layout = _layout(known if len(known) == len(found) else [], columns, keep, drop)
+    layout = replace(_layout(known if len(known) == len(found) else [], columns, keep, drop), max_payload=max_payload)
     units: list[Unit] = []
     for file in found:
         if file.format == "parquet":
@@ -696,10 +704,14 @@ def read_unit(
     in the run's layout (see ``conform``).
 
     Rows whose text is null are reported (and dropped when skipping). Row numbers are 0-based rows for
-    Parquet and 1-based line numbers for JSON lines, as error messages say.
+    Parquet, 1-based line numbers for JSON lines and 0-based record numbers for WARC, as error messages say.
     """
     if unit.file.format == "parquet":
         batches = _parquet_batches(unit, batch_size)
+    elif unit.file.format == "warc":
+        raw = open_remote(unit.file.path, unit.file.size) if is_remote(unit.file.path) else open(unit.file.path, "rb")  # noqa: SIM115 - closed by the reader
+        batches = warc_batches(unit.file.path, raw, unit.file.compression == "gzip", batch_size,
+                               unit.layout.max_payload, bad.report)
     else:
         batches = _jsonl_batches(unit, batch_size, bad)
     schema_checked = False

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from curate.io.inputs import BadRows, Columns, Unit, read_unit
 from curate.io.output import OutputDir, ShardInfo, ShardWriter, UnitRecord, merge_counters
 from curate.io.prefetch import prefetch
+from curate.io.warc import DEFAULT_MAX_PAYLOAD
 
 if TYPE_CHECKING:
     from curate.io.options import IOOptions
@@ -91,6 +92,9 @@ class UnitStage(ABC):
 
     name: ClassVar[str]
     source: str = ""  # the input file of the unit being processed, set by the runner (for error messages)
+    max_payload: int = DEFAULT_MAX_PAYLOAD  # WARC inputs: payload bytes of a record that reading keeps
+    input_text: str | None = None  # the column read as the input's text, when not --text-column's
+    output_text: str | None = None  # the column holding the output's text, when not the input's text column
 
     def __init__(self, params: Any):
         self.params = params
@@ -149,7 +153,7 @@ class MapStage(UnitStage):
                 writes: list[Future] = []
                 for batch in batches:
                     result = self.process(batch, columns)
-                    account(stats, batch, result.kept, columns)
+                    account(stats, batch, result.kept, columns, self.output_text)
                     writes.append(write_thread.submit(writer.write, result.kept))
                     if rejected is not None and result.rejected is not None:
                         writes.append(write_thread.submit(rejected.write, result.rejected))
@@ -178,11 +182,13 @@ def text_stats(batch: pa.RecordBatch, column: str) -> tuple[int, int]:
     return batch.num_rows, chars
 
 
-def account(stats: dict, batch: pa.RecordBatch, kept: pa.RecordBatch, columns: Columns) -> None:
-    """Add a batch's documents and characters in and out to ``stats``."""
+def account(stats: dict, batch: pa.RecordBatch, kept: pa.RecordBatch, columns: Columns,
+            output_text: str | None = None) -> None:
+    """Add a batch's documents and characters in and out to ``stats`` (out: of ``output_text`` if given)."""
     docs_in, chars_in = text_stats(batch, columns.text)
+    out = output_text or columns.text
     # stages whose rows are not documents (signatures, keys) count rows out and no characters
-    docs_out, chars_out = text_stats(kept, columns.text) if columns.text in kept.schema.names else (kept.num_rows, 0)
+    docs_out, chars_out = text_stats(kept, out) if out in kept.schema.names else (kept.num_rows, 0)
     merge_counters(
         stats, {"docs_in": docs_in, "chars_in": chars_in, "docs_out": docs_out, "chars_out": chars_out}
     )
