@@ -191,3 +191,13 @@ def hash_strings(values: pa.Array, seed: int) -> np.ndarray:
     out = np.empty(len(offsets) - 1, dtype=np.uint64)
     _hash_strings(data, offsets, np.uint64(seed), out)
     return out
+
+
+def mix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser over a uint64 array (wrapping arithmetic): full avalanche of each value, for
+    seeded per-document draws."""
+    values = values ^ (values >> np.uint64(30))
+    values = values * np.uint64(0xBF58476D1CE4E5B9)
+    values = values ^ (values >> np.uint64(27))
+    values = values * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))

@@ -115,16 +115,31 @@ def _room(size):
 
 
 @nb.njit(cache=True)
+def _word_hashes(data, start, end, lower, classes):
+    """The hashes of the words of ``data[start:end]``, and how many there are."""
+    words, scratch_size = _room(end - start)
+    hashes = np.empty(words, np.uint64)
+    scratch = np.empty(scratch_size, np.uint8)
+    unused = np.empty(0, np.int64)  # no word positions wanted
+    return hashes, _words(data, start, end, lower, classes, scratch, hashes, unused, unused, False)
+
+
+@nb.njit(cache=True)
+def _prefixes(data, start, end, lower, classes):
+    """The n-gram prefix hashes of ``data[start:end]``'s words (see curate.hashing.ngram_prefixes), and the count."""
+    hashes, n = _word_hashes(data, start, end, lower, classes)
+    prefix = np.empty(n + 1, np.uint64)
+    ngram_prefixes(hashes, n, prefix)
+    return prefix, n
+
+
+@nb.njit(cache=True)
 def _benchmark_ngrams(data, offsets, lower, classes, ngram, min_ngram, out, out_lengths, counts):
     """Every n-gram of every benchmark text into ``out`` (with its length); counts[d]: n-grams of text d."""
     o = 0
     for d in range(len(offsets) - 1):
         start, end = offsets[d], offsets[d + 1]
-        words, scratch_size = _room(end - start)
-        hashes = np.empty(words, np.uint64)
-        scratch = np.empty(scratch_size, np.uint8)
-        unused = np.empty(0, np.int64)  # no word positions wanted
-        n = _words(data, start, end, lower, classes, scratch, hashes, unused, unused, False)
+        hashes, n = _word_hashes(data, start, end, lower, classes)
         if n < min_ngram:
             counts[d] = 0
         elif n < ngram:
@@ -178,13 +193,7 @@ def _count_matches(data, offsets, lower, classes, index, bits, shift, lengths, p
     """Per document: positions where a benchmark n-gram starts (every length), and index entries they hit."""
     for d in nb.prange(len(offsets) - 1):
         start, end = offsets[d], offsets[d + 1]
-        words, scratch_size = _room(end - start)
-        hashes = np.empty(words, np.uint64)
-        scratch = np.empty(scratch_size, np.uint8)
-        unused = np.empty(0, np.int64)  # no word positions wanted
-        n = _words(data, start, end, lower, classes, scratch, hashes, unused, unused, False)
-        prefix = np.empty(n + 1, np.uint64)
-        ngram_prefixes(hashes, n, prefix)
+        prefix, n = _prefixes(data, start, end, lower, classes)
         found = 0
         hit = 0
         for i in range(n):
@@ -205,13 +214,7 @@ def _match_sources(data, offsets, docs, lower, classes, index, sources, bits, sh
     """The source of every index entry hit by documents ``docs``, from out[first[k]] on (see _count_matches)."""
     for k in range(len(docs)):
         start, end = offsets[docs[k]], offsets[docs[k] + 1]
-        words, scratch_size = _room(end - start)
-        hashes = np.empty(words, np.uint64)
-        scratch = np.empty(scratch_size, np.uint8)
-        unused = np.empty(0, np.int64)  # no word positions wanted
-        n = _words(data, start, end, lower, classes, scratch, hashes, unused, unused, False)
-        prefix = np.empty(n + 1, np.uint64)
-        ngram_prefixes(hashes, n, prefix)
+        prefix, n = _prefixes(data, start, end, lower, classes)
         o = first[k]
         for i in range(n):
             for length in lengths:

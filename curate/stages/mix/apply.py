@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from curate.hashing import hash_strings
+from curate.hashing import hash_strings, mix64
 from curate.io.errors import InputError, UsageError
 from curate.io.inputs import STDIN, BadRows, Columns, InputFile, Unit, check_apart, plan_units, resolve_inputs
 from curate.io.options import IOOptions
@@ -100,20 +100,11 @@ def load_weights(path: str) -> dict[str, float]:
 
 
 # -- draws and quotas ---------------------------------------------------------------------------------------
-def _mix64(values: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser over a uint64 array (wrapping arithmetic): full avalanche of each value."""
-    values = values ^ (values >> np.uint64(30))
-    values = values * np.uint64(0xBF58476D1CE4E5B9)
-    values = values ^ (values >> np.uint64(27))
-    values = values * np.uint64(0x94D049BB133111EB)
-    return values ^ (values >> np.uint64(31))
-
-
 def document_draws(batch: pa.RecordBatch, id_column: str, seed: int, unit: int, first_row: int) -> np.ndarray:
     """Each document's draw, a uniform uint64: XXH64 of its id with the seed, or, where the id is null or the
     column missing, the hash of (seed, unit index, row in the unit)."""
     rows = np.arange(first_row, first_row + batch.num_rows, dtype=np.uint64)
-    by_place = _mix64(((np.uint64(unit) << np.uint64(40)) + rows) ^ _mix64(np.array([seed & _MASK64], np.uint64)))
+    by_place = mix64(((np.uint64(unit) << np.uint64(40)) + rows) ^ mix64(np.array([seed & _MASK64], np.uint64)))
     if id_column not in batch.schema.names:
         return by_place
     ids = batch.column(id_column)

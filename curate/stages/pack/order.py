@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.hashing import mix64
 from curate.io.errors import UsageError
 from curate.io.inputs import STDIN, Unit
 from curate.io.options import IOOptions
@@ -152,16 +153,7 @@ class CentroidsStage(_OrderPass):
 
 def _draws(numbers: np.ndarray, seed: np.uint64) -> np.ndarray:
     """A uniform uint64 per document number and seed (the k-means sample takes the lowest)."""
-    return _mix(numbers ^ _mix(np.array([seed], np.uint64))[0])
-
-
-def _mix(values: np.ndarray) -> np.ndarray:
-    """The murmur3/splitmix finaliser over a uint64 array (wrapping arithmetic)."""
-    values = values ^ (values >> np.uint64(33))
-    values = values * np.uint64(0xFF51AFD7ED558CCD)
-    values = values ^ (values >> np.uint64(33))
-    values = values * np.uint64(0xC4CEB9FE1A85EC53)
-    return values ^ (values >> np.uint64(33))
+    return mix64(numbers ^ mix64(np.array([seed], np.uint64))[0])
 
 
 def read_centroids(directory: Path) -> tuple[np.ndarray, np.ndarray]:
