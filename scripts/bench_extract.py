@@ -14,7 +14,7 @@ On ``web/pages.warc.gz`` (1,032 HTML pages among 2,083 WARC records), in one run
   ~30,000 pages, so a run's start-up, ~2 s of imports, weighs as little as it does there), the raw loop
   then going over the pages as many times;
 - datatrove's ``WarcReader`` → ``Trafilatura()`` → ``JsonlWriter`` (FineWeb's extraction), one task, in
-  /work/main/.venv-bench's python.
+  .venv-bench's python.
 
 Prints HTML pages/s, the ratios (curate / raw library, curate / datatrove), peak RSS, and the share of the
 gold main-content and boilerplate snippets (``web/trafilatura_pages.parquet``) each extractor's text keeps.
@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 REPO = bench_common.REPO
-BENCH_PYTHON = REPO.parent / "main" / ".venv-bench" / "bin" / "python"
+BENCH_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 WARC = "web/pages.warc.gz"
 
 

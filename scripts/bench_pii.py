@@ -5,7 +5,7 @@ Usage:
 
 Documents: the SpamAssassin e-mails (headers full of addresses and IPs) and the trafilatura web pages. Both
 tools run at their defaults, in memory (no reading or writing): datatrove's ``PIIFormatter.format`` one
-document at a time in a subprocess with /work/main/.venv-bench's python (a benchmark-only dependency);
+document at a time in a subprocess with .venv-bench's python (a benchmark-only dependency);
 curate's ``PiiStage.process`` over Arrow batches of 10,000 rows, pinned to one thread (POLARS_MAX_THREADS=1)
 unless --all-threads. Prints docs/s, the ratio, and agreement: documents whose text is byte-identical
 once every decoy is mapped to one token (the decoy choice is the one documented difference), and documents
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BENCH_PYTHON = REPO.parent / "main" / ".venv-bench" / "bin" / "python"
+BENCH_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 
 
 # -- datatrove side (runs under .venv-bench) -------------------------------------------------------------

@@ -6,7 +6,7 @@ Usage:
 Documents: the trafilatura web pages plus a sample of english/misc.parquet (every source). Both tools run
 the four filters at their default (published) thresholds with English settings on every document (the
 `lang` column is dropped: datatrove's filters take one language per instance). datatrove runs in a
-subprocess with /work/main/.venv-bench's python (it is a benchmark-only dependency), one document at a time
+subprocess with .venv-bench's python (it is a benchmark-only dependency), one document at a time
 through GopherQuality -> GopherRepetition -> C4Quality -> FineWebQuality, each filter on the original text,
 as its pipeline does (its spaCy word split is cached across the filters of one document). curate runs one
 QualityStage in annotate mode over Arrow batches, pinned to one core (POLARS_MAX_THREADS=1,

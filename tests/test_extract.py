@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from curate.cli.main import app
 from curate.io.inputs import Columns
-from curate.io.warc import warc_records
+from curate.io.warc import decode_html, warc_records
 from curate.stages.extract import ExtractParams, ExtractStage
 
 _spec = importlib.util.spec_from_file_location("bench_extract", REPO / "scripts" / "bench_extract.py")
@@ -150,6 +150,14 @@ def test_non_utf8_and_mislabelled_pages_are_decoded(warc, tmp_path, encoding, la
         assert result.exit_code == 0, result.output
         texts.append(pq.read_table(out)["text"][0].as_py())
     assert texts[0] == texts[1] and "nützliche Tipps zum Einkauf" in texts[0]
+
+
+@pytest.mark.parametrize(("label", "raw", "text"), [
+    ("iso-8859-1", "Preis \x97 3 \x80".encode("latin-1"), "Preis — 3 €"),  # windows-1252's bytes, as browsers read them
+    ("gb2312", "数据 \U00020000".encode("gb18030"), "数据 \U00020000"),  # a character only GB18030 has
+])
+def test_declared_charsets_are_read_as_browsers_read_them(label, raw, text):
+    assert decode_html(b"<p>" + raw + b"</p>", label) == f"<p>{text}</p>"
 
 
 def test_truncated_and_corrupt_warc_are_reported_and_skipped(warc, tmp_path):

@@ -11,7 +11,8 @@ rest is skipped without being held, so one huge page costs bounded memory. Bad d
 - a file that ends inside a record (truncated) is reported; the records before it are kept.
 
 Payloads of textual content types are decoded: UTF-8 when the bytes are valid UTF-8, else the charset the
-HTTP header or a ``<meta>`` tag declares when it decodes them, else the charset resiliparse detects (which
+HTTP header or a ``<meta>`` tag declares when it decodes them (read as browsers read it: ISO-8859-1 as
+windows-1252, GB2312 as GB18030, …), else the charset resiliparse detects (which
 also covers mislabelled pages). Other payloads (PDFs, images) are not decoded: their ``html`` is empty.
 """
 
@@ -46,6 +47,11 @@ _MAX_HEADER_BYTES = 1 << 16  # WARC and HTTP headers longer than this are a bad 
 _CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _TEXT_TYPES = re.compile(r"^(text/|application/(xhtml\+xml|xml|rss\+xml|atom\+xml)$)")
+# Labels that browsers read as a larger charset (the WHATWG Encoding Standard): a page labelled ISO-8859-1 with
+# a byte 0x97 means an em dash, as in windows-1252, not a control character.
+_WEB_CHARSETS = {"ascii": "cp1252", "iso8859-1": "cp1252", "iso8859-9": "cp1254", "iso8859-11": "cp874",
+                 "tis-620": "cp874", "gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932",
+                 "big5": "big5hkscs"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 
 
@@ -172,7 +178,8 @@ def decode_html(payload: bytes, declared: str | None) -> str:
     for name in (declared, meta.group(1).decode("ascii") if meta else None):
         if name:
             try:
-                return payload.decode(codecs.lookup(name).name)
+                codec = codecs.lookup(name).name
+                return payload.decode(_WEB_CHARSETS.get(codec, codec))
             except (LookupError, UnicodeDecodeError):
                 continue
     from resiliparse.parse.encoding import bytes_to_str, detect_encoding
