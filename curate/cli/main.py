@@ -72,7 +72,7 @@ class StageGroup(TyperGroup):
     the tool below it. ``--help`` shows the stage's own flags and examples, then the sub-commands."""
 
     def __init__(self, path: tuple[str, ...], default: click.Command | None, below: list[str]):
-        help_text, examples = GROUPS.get(path, ("", None))
+        help_text, examples = GROUPS.get(path, (default.help or "" if default else "", None))
         super().__init__(name=path[-1], help=help_text, epilog=examples, no_args_is_help=True,
                          rich_markup_mode=None)
         self.path, self.default, self.below = path, default, below
