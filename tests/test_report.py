@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from curate.cli.main import app
 from curate.report import build_report, samples
+from curate.report.data import discover
 
 runner = CliRunner()
 CHROMIUM = Path("/usr/bin/chromium")
@@ -316,6 +317,31 @@ def test_one_stage_output_gives_a_one_stage_report(run_dir: Path, tmp_path: Path
     html = (tmp_path / "r.html").read_text()
     assert "1 stage outputs" in html
     assert {"graph", "funnel", "removed-03-langid", "languages", "lengths"} <= set(_figures(html))
+
+
+def test_stage_tree_resolves_each_input_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large run's plans list hundreds of shards per stage: ordering the stages resolves each path once, not
+    once per pair of stages compared."""
+    shards = 300
+    for name, reads in (("01-langid", None), ("02-quality", "01-langid"), ("03-dedup", "02-quality")):
+        folder = tmp_path / name
+        folder.mkdir()
+        parent = tmp_path / reads if reads else Path("/data/in")
+        inputs = [{"path": str(parent / f"part-{i:05d}.parquet")} for i in range(shards)]
+        (folder / "_plan.json").write_text(json.dumps({"stage": name[3:], "inputs": inputs}))
+    calls = 0
+    original = Path.resolve
+
+    def counted(self, strict=False):
+        nonlocal calls
+        calls += 1
+        return original(self, strict)
+
+    monkeypatch.setattr(Path, "resolve", counted)
+    stages = discover(tmp_path)
+    assert [(s.name, s.reads) for s in stages] == [("01-langid", None), ("02-quality", "01-langid"),
+                                                   ("03-dedup", "02-quality")]
+    assert calls <= 3 * shards + 10, calls
 
 
 def test_reads_stay_within_their_budgets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,11 +151,12 @@ def _tree_order(stages: list[StageDir]) -> list[StageDir]:
         return path.rstrip("/") if is_remote(path) else str(Path(path).resolve())
 
     resolved = {id(s): normal(s.path) for s in stages}
+    # each path resolved once: a stage lists every shard it read, and the tree compares every pair of stages
+    inputs = {id(s): [normal(p) for p in s.inputs if p] for s in stages}
 
     def reads(stage: StageDir, other: StageDir) -> bool:
         base = resolved[id(other)]
-        return other is not stage and any(
-            normal(p) == base or normal(p).startswith(base + "/") for p in stage.inputs if p)
+        return other is not stage and any(p == base or p.startswith(base + "/") for p in inputs[id(stage)])
 
     # a stage reading several outputs (a mixture of two branches) hangs below the one made last
     ordered_by_name = sorted(stages, key=lambda s: s.name)
