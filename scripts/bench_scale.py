@@ -34,6 +34,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from bench_common import SHARED, child_env, curate_command, json_summary, run_measured
 
@@ -283,7 +284,7 @@ def costs(args: argparse.Namespace) -> None:
     corpora = {}
     for name, docs in (("full", args.docs or base.num_rows), ("small", args.small_docs)):
         rows = write_corpus(base, docs, 8, root / name)
-        text = sum(pq.read_table(p, columns=["text"]).column(0).combine_chunks().value_lengths().to_numpy().sum()
+        text = sum(pc.sum(pc.binary_length(pq.read_table(p, columns=["text"]).column(0))).as_py()
                    for p in (root / name).glob("*.parquet"))
         corpora[name] = (docs, rows, int(text))
     print(f"real text (../shared/data, shuffled, repeated with new ids): full {corpora['full'][0]:,} docs "

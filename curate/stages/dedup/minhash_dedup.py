@@ -374,16 +374,6 @@ def write_clusters(
     roots = parent[members].astype(np.int64)
     values = None if keep_rule == "first" else store_gather(parts, "keep_value", members)
     kept = uf.choose_kept(roots, members, values) & ~in_index[roots]
-    id_hi = store_gather(parts, "id_hi", members).astype(np.uint64)
-    id_lo = store_gather(parts, "id_lo", members).astype(np.uint64)
-    root_hi = id_hi[np.searchsorted(members, roots)]
-    table = pa.table([id_hi, id_lo, root_hi.view(np.int64), sizes, kept], schema=CLUSTER_SCHEMA)
-    table = table.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
-    writer = ShardWriter(out, 0, 1 << 62)
-    for start in range(0, table.num_rows, ROW_GROUP_ROWS):  # one row group at a time: the writer keeps the rest
-        writer.write(table.slice(start, ROW_GROUP_ROWS))
-    record = UnitRecord(0, writer.commit(), {"docs_in": total})
-    out.mark_finished(record)
     stats = {
         "documents": total,
         "documents_in_clusters": int(np.count_nonzero(sizes > 1)),
@@ -391,6 +381,21 @@ def write_clusters(
         "duplicates_removed": int(len(members) - np.count_nonzero(kept)),
         "matched_index": int(np.count_nonzero(matched)),
     }
+    id_hi = store_gather(parts, "id_hi", members).astype(np.uint64)
+    columns = [id_hi, store_gather(parts, "id_lo", members).astype(np.uint64),
+               id_hi[np.searchsorted(members, roots)].view(np.int64), sizes, kept]
+    del id_hi, members, roots, sizes, kept, in_index, values
+    order = np.lexsort((columns[1], columns[0]))  # by id hash; sorted column by column to hold one copy
+    for i, column in enumerate(columns):
+        columns[i] = column[order]
+    del column, order
+    table = pa.table(columns, schema=CLUSTER_SCHEMA)
+    del columns
+    writer = ShardWriter(out, 0, 1 << 62)
+    for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):  # a row group at a time: the writer copies the rest
+        writer.write(table.slice(start, ROW_GROUP_ROWS))
+    record = UnitRecord(0, writer.commit(), {"docs_in": total})
+    out.mark_finished(record)
     out.finalize(plan, [record], [], 0.0)
     store.write_header(out.path, {"kind": CLUSTERS, **stats}, plan)
     return {**stats, "complete": True}
