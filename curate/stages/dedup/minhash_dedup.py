@@ -410,16 +410,18 @@ class ClusterLookup:
 
     def __init__(self, path: str | Path):
         store.read_header(path, CLUSTERS)
-        # one part (MinHash) or one per hash partition (exact): searched as one sorted table
+        # one part (MinHash) or one per hash partition (exact), each sorted by id hash: searched as one table,
+        # read one column at a time so that loading holds the lookup plus one column (33 bytes per row in all)
         parts = store.part_files(path)
-        table = pa.concat_tables([pq.read_table(p) for p in parts])
-        if len(parts) > 1:  # each part is sorted by id hash already
-            table = table.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
-        self.keys = _pairs(table.column("id_hi").to_numpy(), table.column("id_lo").to_numpy())
+        self.keys = np.empty(int(store.part_rows(parts).sum()), [("h", np.uint64), ("l", np.uint64)])
+        self.keys["h"] = _column(parts, "id_hi")
+        self.keys["l"] = _column(parts, "id_lo")
+        order = np.argsort(self.keys, kind="stable") if len(parts) > 1 else slice(None)
+        self.keys = self.keys[order]
         self.hi, self.lo = self.keys["h"], self.keys["l"]  # views: the ids are held once
-        self.cluster_id = table.column("cluster_id").to_numpy()
-        self.size = table.column("cluster_size").to_numpy()
-        self.keep = table.column("keep").to_numpy(zero_copy_only=False)
+        self.cluster_id = _column(parts, "cluster_id")[order]
+        self.size = _column(parts, "cluster_size")[order]
+        self.keep = _column(parts, "keep")[order]
 
     def find(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """Row of each (hi, lo) in the table, or -1."""
@@ -428,6 +430,12 @@ class ClusterLookup:
         pos = np.minimum(np.searchsorted(self.keys, _pairs(hi, lo)), len(self.keys) - 1)
         found = (self.hi[pos] == hi) & (self.lo[pos] == lo)
         return np.where(found, pos, -1)
+
+
+def _column(parts: list[Path], name: str) -> np.ndarray:
+    values = np.concatenate([pq.read_table(p, columns=[name]).column(0).to_numpy(zero_copy_only=False) for p in parts])
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
+    return values
 
 
 def _pairs(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
