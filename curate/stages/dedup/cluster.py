@@ -166,10 +166,22 @@ def union_edges(parent: np.ndarray, edges: Iterable[tuple[np.ndarray, np.ndarray
 
 
 def unique_edges(edges: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct edges, sorted (encoded as left·total + right while merging)."""
+    """Distinct edges, sorted (encoded as left·total + right while merging).
+
+    Batches (one per band partition: more of them the larger the corpus) are merged into the distinct edges
+    once they add up to as many, so the sorting work grows as E log E, not with E times the number of batches.
+    """
     codes = np.zeros(0, np.int64)
+    pending: list[np.ndarray] = []
+    pending_rows = 0
     for left, right in edges:
-        codes = np.union1d(codes, left * total + right)
+        pending.append(left * total + right)
+        pending_rows += len(left)
+        if pending_rows >= len(codes):
+            codes = np.union1d(codes, np.concatenate(pending))
+            pending, pending_rows = [], 0
+    if pending:
+        codes = np.union1d(codes, np.concatenate(pending))
     return codes // max(total, 1), codes % max(total, 1)
 
 
