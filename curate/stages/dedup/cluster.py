@@ -171,18 +171,27 @@ def unique_edges(edges: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> 
     Batches (one per band partition: more of them the larger the corpus) are merged into the distinct edges
     once they add up to as many, so the sorting work grows as E log E, not with E times the number of batches.
     """
-    codes = np.zeros(0, np.int64)
-    pending: list[np.ndarray] = []
-    pending_rows = 0
+    batches: list[np.ndarray] = []  # the distinct edges merged so far, then the batches since
+    distinct = pending = 0
     for left, right in edges:
-        pending.append(left * total + right)
-        pending_rows += len(left)
-        if pending_rows >= len(codes):
-            codes = np.union1d(codes, np.concatenate(pending))
-            pending, pending_rows = [], 0
-    if pending:
-        codes = np.union1d(codes, np.concatenate(pending))
+        batches.append(left * total + right)
+        pending += len(left)
+        if pending >= distinct:
+            batches = [_merge_unique(batches)]
+            distinct, pending = len(batches[0]), 0
+    codes = _merge_unique(batches) if pending else batches[0] if batches else np.zeros(0, np.int64)
     return codes // max(total, 1), codes % max(total, 1)
+
+
+def _merge_unique(arrays: list[np.ndarray]) -> np.ndarray:
+    """Sorted distinct values of the arrays (emptying the list), sorted in place: np.union1d would hold three
+    copies."""
+    merged = np.concatenate(arrays)
+    arrays.clear()
+    merged.sort()
+    distinct = np.ones(len(merged), dtype=bool)
+    distinct[1:] = merged[1:] != merged[:-1]
+    return merged[distinct]
 
 
 @nb.njit(parallel=True, cache=True)
