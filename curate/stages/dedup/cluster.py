@@ -166,11 +166,32 @@ def union_edges(parent: np.ndarray, edges: Iterable[tuple[np.ndarray, np.ndarray
 
 
 def unique_edges(edges: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct edges, sorted (encoded as left·total + right while merging)."""
-    codes = np.zeros(0, np.int64)
+    """Distinct edges, sorted (encoded as left·total + right while merging).
+
+    Batches (one per band partition: more of them the larger the corpus) are merged into the distinct edges
+    once they add up to as many, so the sorting work grows as E log E, not with E times the number of batches.
+    """
+    batches: list[np.ndarray] = []  # the distinct edges merged so far, then the batches since
+    distinct = pending = 0
     for left, right in edges:
-        codes = np.union1d(codes, left * total + right)
+        batches.append(left * total + right)
+        pending += len(left)
+        if pending >= distinct:
+            batches = [_merge_unique(batches)]
+            distinct, pending = len(batches[0]), 0
+    codes = _merge_unique(batches) if pending else batches[0] if batches else np.zeros(0, np.int64)
     return codes // max(total, 1), codes % max(total, 1)
+
+
+def _merge_unique(arrays: list[np.ndarray]) -> np.ndarray:
+    """Sorted distinct values of the arrays (emptying the list), sorted in place: np.union1d would hold three
+    copies."""
+    merged = np.concatenate(arrays)
+    arrays.clear()
+    merged.sort()
+    distinct = np.ones(len(merged), dtype=bool)
+    distinct[1:] = merged[1:] != merged[:-1]
+    return merged[distinct]
 
 
 @nb.njit(parallel=True, cache=True)

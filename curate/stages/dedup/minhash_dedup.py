@@ -11,6 +11,8 @@ filter: a MapStage through the shared runner: looks each document up by its id h
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import pyarrow.parquet as pq
 from curate.io.errors import InputError, UsageError
 from curate.io.inputs import Columns
 from curate.io.options import IOOptions
-from curate.io.output import OutputDir, ShardWriter, UnitRecord, atomic_open
+from curate.io.output import ROW_GROUP_ROWS, OutputDir, ShardWriter, UnitRecord, atomic_open
 from curate.io.storage import require_local, work_dir_beside
 from curate.params import digest, fingerprint
 from curate.runner import run_map_stage
@@ -235,42 +237,82 @@ def minhash_passes(params: MinhashParams, io: IOOptions, rejected: str | None = 
             filter_pass(params.filter, clusters_dir, io.output, rejected)]
 
 
-def load_sets(parts: list[Path], docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle sets of `docs` (sorted compact ids) as (flat uint32 values, offsets), reading part by part."""
-    flat, offsets = [np.zeros(0, np.uint32)], [np.zeros(1, np.int64)]
-    start = 0
-    for part in parts:
-        column = pq.read_table(part, columns=["shingles"]).column(0).combine_chunks()
-        lo, hi = np.searchsorted(docs, [start, start + len(column)])
-        if hi > lo:
-            picked = column.take(pa.array(docs[lo:hi] - start))
-            _, offsets_buffer, data_buffer = picked.buffers()
-            byte_offsets = np.frombuffer(offsets_buffer, np.int64)[picked.offset : picked.offset + len(picked) + 1]
-            data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-            flat.append(data[byte_offsets[0] : byte_offsets[-1]].view(np.uint32))
-            offsets.append(offsets[-1][-1] + np.diff(byte_offsets).cumsum() // 4)
-        start += len(column)
-    return np.concatenate(flat), np.concatenate(offsets)
+SCRATCH_GROUPS = 128  # at most this many scratch files (of each kind) open at once while verifying
+
+
+def part_sets(part: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle sets of `rows` (in that order) of one part, as (flat uint32 values, offsets)."""
+    column = pq.read_table(part, columns=["shingles"]).column(0).combine_chunks()
+    picked = column.take(pa.array(rows, pa.int64()))
+    _, offsets_buffer, data_buffer = picked.buffers()
+    byte_offsets = np.frombuffer(offsets_buffer, np.int64)[picked.offset : picked.offset + len(picked) + 1]
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return data[byte_offsets[0] : byte_offsets[-1]].view(np.uint32), (byte_offsets - byte_offsets[0]) // 4
+
+
+def _segments(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segments `rows` of a flat (values, offsets) set list, as a new flat list."""
+    lengths = offsets[rows + 1] - offsets[rows]
+    new_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    source = np.repeat(offsets[rows] - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
+    return values[source], new_offsets
 
 
 def verified(parts: list[Path], left: np.ndarray, right: np.ndarray, threshold: float,
              right_parts: list[Path] | None = None) -> np.ndarray:
     """Which candidate edges have exact Jaccard ≥ threshold on the stored shingle sets.
 
-    `right` ids refer to `right_parts` when given (an --against index), else to `parts`. Only the sets of
-    documents that appear in an edge are loaded.
+    `right` ids refer to `right_parts` when given (an --against index), else to `parts`. Out of core, so that
+    memory does not grow with the corpus: reading the store part by part, each edge's left set is written to a
+    scratch file of the group of parts holding its right document; each group is then read back with the
+    right documents' sets, one part at a time. Memory: one part's sets and one group's edges.
     """
-    if right_parts is None:
-        docs = np.union1d(left, right)
-        values, offsets = load_sets(parts, docs)
-        return uf.edge_jaccard(values, offsets, np.searchsorted(docs, left), np.searchsorted(docs, right)) >= threshold
-    left_docs, right_docs = np.unique(left), np.unique(right)
-    left_values, left_offsets = load_sets(parts, left_docs)
-    right_values, right_offsets = load_sets(right_parts, right_docs)
-    values = np.concatenate([left_values, right_values])
-    offsets = np.concatenate([left_offsets, right_offsets[1:] + left_offsets[-1]])
-    right_rows = np.searchsorted(right_docs, right) + len(left_docs)
-    return uf.edge_jaccard(values, offsets, np.searchsorted(left_docs, left), right_rows) >= threshold
+    right_parts = parts if right_parts is None else right_parts
+    ok = np.zeros(len(left), dtype=bool)
+    if not len(left):
+        return ok
+    left_start = np.concatenate([[0], np.cumsum(store.part_rows(parts))])
+    right_start = np.concatenate([[0], np.cumsum(store.part_rows(right_parts))])
+    left_part = (np.searchsorted(left_start, left, side="right") - 1).astype(np.int32)
+    right_part = (np.searchsorted(right_start, right, side="right") - 1).astype(np.int32)
+    groups = min(len(right_parts), SCRATCH_GROUPS)
+    group = (right_part.astype(np.int64) * groups // len(right_parts)).astype(np.int32)
+    order = np.lexsort((group, left_part))
+    with tempfile.TemporaryDirectory(prefix="curate-verify-") as tmp:
+        names = [(os.path.join(tmp, f"e{g:05d}"), os.path.join(tmp, f"v{g:05d}")) for g in range(groups)]
+        files = [(open(e, "wb"), open(v, "wb")) for e, v in names]  # noqa: SIM115
+        try:
+            part_bounds = np.searchsorted(left_part[order], np.arange(len(parts) + 1))
+            for p in np.nonzero(np.diff(part_bounds))[0]:
+                edges = order[part_bounds[p] : part_bounds[p + 1]]
+                values, offsets = part_sets(parts[p], left[edges] - left_start[p])
+                group_bounds = np.searchsorted(group[edges], np.arange(groups + 1))
+                for g in np.nonzero(np.diff(group_bounds))[0]:
+                    a, b = group_bounds[g], group_bounds[g + 1]
+                    np.stack([edges[a:b], np.diff(offsets[a : b + 1])], axis=1).tofile(files[g][0])
+                    values[offsets[a] : offsets[b]].tofile(files[g][1])
+        finally:
+            for edges_file, values_file in files:
+                edges_file.close()
+                values_file.close()
+        for edges_name, values_name in names:
+            meta = np.fromfile(edges_name, np.int64).reshape(-1, 2)
+            left_values = np.fromfile(values_name, np.uint32)
+            left_offsets = np.concatenate([[0], np.cumsum(meta[:, 1])])
+            edges = meta[:, 0]
+            by_part = np.argsort(right_part[edges], kind="stable")
+            bounds = np.searchsorted(right_part[edges][by_part], np.arange(len(right_parts) + 1))
+            for q in np.nonzero(np.diff(bounds))[0]:
+                rows = by_part[bounds[q] : bounds[q + 1]]
+                a_values, a_offsets = _segments(left_values, left_offsets, rows)
+                b_values, b_offsets = part_sets(right_parts[q], right[edges[rows]] - right_start[q])
+                values = np.concatenate([a_values, b_values])
+                offsets = np.concatenate([a_offsets, b_offsets[1:] + a_offsets[-1]])
+                pairs = np.arange(len(rows))
+                ok[edges[rows]] = uf.edge_jaccard(values, offsets, pairs, pairs + len(rows)) >= threshold
+            os.unlink(edges_name)
+            os.unlink(values_name)
+    return ok
 
 
 def _index_matches(parts: list[Path], index_parts: list[Path], bands: range, verify: bool,
@@ -324,22 +366,14 @@ def write_clusters(
     in_index[parent[matched]] = True  # roots of clusters touching the index
     members, sizes = uf.members_in_clusters(parent)
     extra = np.setdiff1d(np.nonzero(matched)[0], members)  # matched singletons
-    members = np.concatenate([members, extra])
-    sizes = np.concatenate([sizes, np.ones(len(extra), np.int64)])
-    order = np.argsort(members, kind="stable")
-    members, sizes = members[order], sizes[order]
+    if len(extra):
+        members = np.concatenate([members, extra])
+        sizes = np.concatenate([sizes, np.ones(len(extra), np.int64)])
+        order = np.argsort(members, kind="stable")
+        members, sizes = members[order], sizes[order]
     roots = parent[members].astype(np.int64)
     values = None if keep_rule == "first" else store_gather(parts, "keep_value", members)
     kept = uf.choose_kept(roots, members, values) & ~in_index[roots]
-    id_hi = store_gather(parts, "id_hi", members).astype(np.uint64)
-    id_lo = store_gather(parts, "id_lo", members).astype(np.uint64)
-    root_hi = id_hi[np.searchsorted(members, roots)]
-    table = pa.table([id_hi, id_lo, root_hi.view(np.int64), sizes, kept], schema=CLUSTER_SCHEMA)
-    table = table.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
-    writer = ShardWriter(out, 0, 1 << 62)
-    writer.write(table)
-    record = UnitRecord(0, writer.commit(), {"docs_in": total})
-    out.mark_finished(record)
     stats = {
         "documents": total,
         "documents_in_clusters": int(np.count_nonzero(sizes > 1)),
@@ -347,6 +381,21 @@ def write_clusters(
         "duplicates_removed": int(len(members) - np.count_nonzero(kept)),
         "matched_index": int(np.count_nonzero(matched)),
     }
+    id_hi = store_gather(parts, "id_hi", members).astype(np.uint64)
+    columns = [id_hi, store_gather(parts, "id_lo", members).astype(np.uint64),
+               id_hi[np.searchsorted(members, roots)].view(np.int64), sizes, kept]
+    del id_hi, members, roots, sizes, kept, in_index, values
+    order = np.lexsort((columns[1], columns[0]))  # by id hash; sorted column by column to hold one copy
+    for i, column in enumerate(columns):
+        columns[i] = column[order]
+    del column, order
+    table = pa.table(columns, schema=CLUSTER_SCHEMA)
+    del columns
+    writer = ShardWriter(out, 0, 1 << 62)
+    for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):  # a row group at a time: the writer copies the rest
+        writer.write(table.slice(start, ROW_GROUP_ROWS))
+    record = UnitRecord(0, writer.commit(), {"docs_in": total})
+    out.mark_finished(record)
     out.finalize(plan, [record], [], 0.0)
     store.write_header(out.path, {"kind": CLUSTERS, **stats}, plan)
     return {**stats, "complete": True}
@@ -361,15 +410,18 @@ class ClusterLookup:
 
     def __init__(self, path: str | Path):
         store.read_header(path, CLUSTERS)
-        # one part (MinHash) or one per hash partition (exact): searched as one sorted table
-        table = pa.concat_tables([pq.read_table(p) for p in store.part_files(path)])
-        table = table.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
-        self.hi = table.column("id_hi").to_numpy()
-        self.lo = table.column("id_lo").to_numpy()
-        self.cluster_id = table.column("cluster_id").to_numpy()
-        self.size = table.column("cluster_size").to_numpy()
-        self.keep = table.column("keep").to_numpy(zero_copy_only=False)
-        self.keys = _pairs(self.hi, self.lo)
+        # one part (MinHash) or one per hash partition (exact), each sorted by id hash: searched as one table,
+        # read one column at a time so that loading holds the lookup plus one column (33 bytes per row in all)
+        parts = store.part_files(path)
+        self.keys = np.empty(int(store.part_rows(parts).sum()), [("h", np.uint64), ("l", np.uint64)])
+        self.keys["h"] = _column(parts, "id_hi")
+        self.keys["l"] = _column(parts, "id_lo")
+        order = np.argsort(self.keys, kind="stable") if len(parts) > 1 else slice(None)
+        self.keys = self.keys[order]
+        self.hi, self.lo = self.keys["h"], self.keys["l"]  # views: the ids are held once
+        self.cluster_id = _column(parts, "cluster_id")[order]
+        self.size = _column(parts, "cluster_size")[order]
+        self.keep = _column(parts, "keep")[order]
 
     def find(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """Row of each (hi, lo) in the table, or -1."""
@@ -378,6 +430,12 @@ class ClusterLookup:
         pos = np.minimum(np.searchsorted(self.keys, _pairs(hi, lo)), len(self.keys) - 1)
         found = (self.hi[pos] == hi) & (self.lo[pos] == lo)
         return np.where(found, pos, -1)
+
+
+def _column(parts: list[Path], name: str) -> np.ndarray:
+    values = np.concatenate([pq.read_table(p, columns=[name]).column(0).to_numpy(zero_copy_only=False) for p in parts])
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
+    return values
 
 
 def _pairs(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
