@@ -1,9 +1,9 @@
-"""MinHash dedup at scale: the cluster and filter passes on generated signature stores of 10M-100M documents.
+"""MinHash dedup at scale: the cluster and filter passes on generated signature stores of 1M-100M documents.
 
 Writes a signatures store in the format of `curate dedup minhash signatures` (docs/dedup-format.md: 12 × 9
-band keys of the default 0.8/112 parameters, shingle sets for --verify) with planted duplicate clusters, plus
-matching document shards (ids whose hashes are the store's id_hi/id_lo, a short text), part by part (never the
-whole store in memory). Cluster sizes are Zipf-like (P(size = k) ∝ k^-a, a = 3 by default: about 61% of
+band keys of the default 0.8/112 parameters, shingle sets for --verify, and the `_plan.json` whose units the
+cluster pass records for the filter) with planted duplicate clusters, plus matching document shards (ids
+whose hashes are the store's id_hi/id_lo, a short text), part by part (never the whole store in memory). Cluster sizes are Zipf-like (P(size = k) ∝ k^-a, a = 3 by default: about 61% of
 documents are singletons, 27% of documents are duplicates, the largest clusters hold thousands). The first
 document of a cluster has all its cluster's band keys; every other member shares each band key with
 probability 1/2 (at least one), so members are joined only through unions across bands (and across array
@@ -16,8 +16,8 @@ and prints wall seconds, CPU seconds (user + sys of the process and its workers)
 and disk use. Checks that the clusters table is exactly the planted clusters (members, sizes, cluster ids,
 the kept document; no decoy) and that the filter keeps one document per cluster.
 
-    .venv/bin/python scripts/bench_scale.py --docs 10000000 --tasks 1,4 --data /work/scale-data
-    .venv/bin/python scripts/bench_scale.py --docs 1000000 --tasks 1,3 --data /tmp/scale   # a quick check
+    .venv/bin/python scripts/bench_scale.py --data /work/scale-data synthetic --docs 10000000 --tasks 1,4
+    .venv/bin/python scripts/bench_scale.py --data /tmp/scale synthetic --docs 1000000 --tasks 1,3  # a quick check
 
 Generated data stays under --data/N (reused by a later run with the same sizes) unless --clean.
 """
@@ -148,9 +148,22 @@ def generate(plan: Plan, root: Path, docs: int, part_rows: int, set_size: int, s
         names = ids(start, stop)
         text = pa.array(np.char.add("synthetic document ", np.arange(start, stop).astype(str)))
         pq.write_table(pa.table({"id": names, "text": text}), documents / f"part-{part:05d}.parquet")
+    write_plan(root, docs, part_rows)
     header = {"kind": "signatures", "signature_parameters": fingerprint(params), "bands": lsh.bands,
               "rows": lsh.rows, "normalization": params.normalization().describe(), "documents": docs}
     store.write_header(sigs, header, {"generated": "scripts/bench_scale.py", "documents": docs, "seed": seed})
+
+
+def write_plan(root: Path, docs: int, part_rows: int) -> None:
+    """The signatures store's `_plan.json` as the signatures pass writes it for the document shards (one unit
+    per shard): the cluster pass records these units so that each filter task loads only its own rows."""
+    units, inputs = [], []
+    for part, start in enumerate(range(0, docs, part_rows)):
+        path = os.path.realpath(root / "documents" / f"part-{part:05d}.parquet")
+        inputs.append({"path": path, "size": os.path.getsize(path)})
+        units.append({"index": part, "path": path, "row_start": 0, "row_stop": min(docs, start + part_rows) - start})
+    plan = {"stage": "dedup signatures", "generated": "scripts/bench_scale.py", "inputs": inputs, "units": units}
+    (root / "signatures" / "_plan.json").write_text(json.dumps(plan))
 
 
 def disk(path: Path) -> int:
@@ -222,6 +235,8 @@ def synthetic(args: argparse.Namespace) -> None:
         print(f"generated in {time.perf_counter() - started:.0f} s ({time.process_time() - cpu:.0f} CPU s): "
               f"signatures {disk(root / 'signatures') / 1e9:.2f} GB, documents {disk(root / 'documents') / 1e9:.2f} GB",
               flush=True)
+    if not (root / "signatures" / "_plan.json").exists():
+        write_plan(root, args.docs, args.part_rows)
     results = []
 
     def record(name: str, tasks: int, runs: list[dict], out: Path) -> None:

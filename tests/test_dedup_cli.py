@@ -96,6 +96,45 @@ def test_same_clusters_whatever_workers_or_array_tasks(emails, tmp_path):
     assert read(tmp_path / "one").equals(read(tmp_path / "tasks"))
 
 
+def test_filter_reads_only_the_clusters_parts_of_its_own_units(emails, tmp_path, monkeypatch):
+    """The clusters table is written per signatures unit; a filter unit loads the parts of the units that read
+    its rows (bounded memory), and input the table was not made from (a copy elsewhere) uses the whole table."""
+    from curate.stages.dedup import minhash_dedup
+
+    work = tmp_path / "work"
+    run("dedup", "minhash", "signatures", emails, "-o", work / "sigs", "-q", "--max-rows-per-shard", "300")
+    run("dedup", "minhash", "cluster", work / "sigs", "-o", work / "clusters", "-q")
+    parts = sorted(p.name for p in (work / "clusters").glob("part-*.parquet"))
+    assert parts == [f"part-{i:05d}.parquet" for i in range(6)]  # 700 + 800 rows in units of 300
+    loaded: list[list[str] | None] = []
+    original = minhash_dedup.ClusterLookup.__init__
+
+    def recording(self, path, parts=None):
+        loaded.append(None if parts is None else [p.name for p in parts])
+        original(self, path, parts)
+
+    monkeypatch.setattr(minhash_dedup.ClusterLookup, "__init__", recording)
+    run("dedup", "minhash", "filter", emails, "--clusters", work / "clusters", "-o", tmp_path / "own", "-q",
+        "--max-rows-per-shard", "200")
+    # a.parquet (700 rows) in units of 200: rows 0-200 → part 0 (rows 0-300), 200-400 → parts 0 and 1, …
+    assert loaded[:5] == [["part-00000.parquet"], ["part-00000.parquet", "part-00001.parquet"],
+                          ["part-00001.parquet"], ["part-00002.parquet"], ["part-00003.parquet"]]
+    assert len(loaded) == 8 and None not in loaded
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("a.parquet", "b.parquet"):
+        (copy / name).write_bytes((emails / name).read_bytes())
+    loaded.clear()
+    run("dedup", "minhash", "filter", copy, "--clusters", work / "clusters", "-o", tmp_path / "elsewhere", "-q",
+        "--max-rows-per-shard", "200")
+    assert loaded == [None]  # the whole table, loaded once for every unit
+    expected = read(tmp_path / "own")
+    assert expected.height < 1500 and read(tmp_path / "elsewhere").equals(expected)
+    run("dedup", "minhash", emails, "-o", tmp_path / "command", "-q")
+    assert read(tmp_path / "command").equals(expected)
+
+
 def test_annotate_keeps_everything_and_keep_rules(emails, tmp_path):
     run("dedup", "minhash", emails, "-o", tmp_path / "ann", "-q", "--mode", "annotate", "--keep", "longest")
     annotated = read(tmp_path / "ann")

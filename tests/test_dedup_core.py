@@ -144,7 +144,8 @@ def test_equal_key_groups_are_the_union_find_clusters_with_first_rows_as_roots()
     parent = uf.new_parent(400)
     uf.union_edges(parent, uf.group_equal_keys(iter([(hi, lo)]), 400, 10_000))
     uf.flatten(parent)
-    members, member_sizes = uf.members_in_clusters(parent)
+    members, ranks = uf.cluster_ranks(uf.cluster_roots(parent, np.zeros(0, np.int64)), parent)
+    member_sizes = np.bincount(ranks)[ranks]
     order = np.argsort(rows)
     assert rows[order].tolist() == members.tolist() and sizes[order].tolist() == member_sizes.tolist()
     assert (firsts[order] == parent[members]).all()
@@ -174,14 +175,23 @@ def test_cluster_lookup_searches_every_part_of_a_partitioned_table(tmp_path):
     assert lookup.cluster_id[found[:4]].tolist() == [10, 50, 10, 50] and found[4:].tolist() == [-1, -1]
 
 
-def test_members_sizes_and_keep_rules():
-    parent = np.array([0, 0, 2, 2, 0, 5], dtype=np.int32)
-    members, sizes = uf.members_in_clusters(parent)
-    assert members.tolist() == [0, 1, 2, 3, 4] and sizes.tolist() == [3, 3, 2, 2, 3]
-    roots = parent[members].astype(np.int64)
-    assert uf.choose_kept(roots, members, None).tolist() == [True, False, True, False, False]
-    values = np.array([1.0, 5.0, 2.0, 2.0, 5.0])  # tie 5.0 → lower id
-    assert uf.choose_kept(roots, members, values).tolist() == [False, True, True, False, False]
+def test_cluster_members_sizes_and_keep_rules():
+    parent = np.array([0, 0, 2, 2, 0, 5, 6], dtype=np.int32)
+    roots = uf.cluster_roots(parent, np.array([6]), chunk=2)  # 6: a singleton matching an index
+    assert roots.tolist() == [0, 2, 6]
+    members, ranks = uf.cluster_ranks(roots, parent)
+    assert members.tolist() == [0, 1, 2, 3, 4, 6] and ranks.tolist() == [0, 0, 1, 1, 0, 2]
+    assert np.bincount(ranks).tolist() == [3, 2, 1]
+
+    def kept(values):
+        best_id, best = np.full(3, -1, np.int64), np.zeros(3)
+        for chunk in (slice(0, 3), slice(3, 6)):  # members arrive part by part, in id order
+            uf.best_members(ranks[chunk], members[chunk], np.asarray(values, float)[chunk], best_id, best)
+        return best_id.tolist()
+
+    assert kept([1.0, 5.0, 2.0, 2.0, 5.0, 0.0]) == [1, 2, 6]  # largest value; a tie goes to the lower id
+    assert kept([-np.inf, -np.inf, np.nan, 3.0, np.inf, 0.0]) == [4, 3, 6]  # NaN loses to any number
+    assert kept([np.nan, np.nan, np.nan, np.nan, np.nan, np.nan]) == [0, 2, 6]  # all NaN: the first
 
 
 def test_edge_jaccard_on_sorted_sets():

@@ -36,7 +36,7 @@ def test_out_of_core_verification_equals_comparing_all_sets_in_memory(shared_dat
     total = int(store.part_rows(parts).sum())
     band_edges = [uf.group_equal_keys(((k, None) for k in store.read_column(parts, f"band_{b:03d}")), total, 1 << 20)
                   for b in range(3)]
-    left, right = uf.unique_edges((edge for edges in band_edges for edge in edges), total)
+    [(left, right)] = uf.distinct_edges((edge for edges in band_edges for edge in edges), total, 1 << 40)
     rng = np.random.default_rng(5)
     random_left = rng.integers(0, total, 3_000)
     left = np.concatenate([left, random_left])
@@ -51,3 +51,32 @@ def test_out_of_core_verification_equals_comparing_all_sets_in_memory(shared_dat
     assert np.array_equal(minhash_dedup.verified(parts, left, right, 0.8), expected)
     index = minhash_dedup.verified(parts, left, right, 0.8, right_parts=list(parts))  # --against's path
     assert np.array_equal(index, expected)
+
+
+def test_checking_only_edges_that_join_clusters_gives_the_clusters_of_checking_all(shared_data, tmp_path):
+    """The cluster pass checks candidate edges in bounded batches and skips those inside a cluster already:
+    the clusters are those of verifying every candidate edge at once."""
+    parts = _signature_store(shared_data, tmp_path)
+    total = int(store.part_rows(parts).sum())
+
+    def band_edges():
+        return (edge for b in range(12) for edge in uf.group_equal_keys(
+            ((k, None) for k in store.read_column(parts, f"band_{b:03d}")), total, 500))
+
+    [(left, right)] = uf.distinct_edges(band_edges(), total, 1 << 40)
+    ok = minhash_dedup.verified(parts, left, right, 0.8)
+    assert 0 < ok.sum() < len(ok)  # some candidates are refused
+    expected = uf.new_parent(total)
+    uf.union_pairs(expected, left[ok].astype(expected.dtype), right[ok].astype(expected.dtype))
+    uf.flatten(expected)
+    checked = []
+
+    def verify(a, b):
+        checked.append(len(a))
+        return minhash_dedup.verified(parts, a, b, 0.8)
+
+    parent = uf.new_parent(total)
+    minhash_dedup.union_verified(parent, band_edges(), verify, 40)
+    uf.flatten(parent)
+    assert np.array_equal(parent, expected)
+    assert len(checked) > 3 and sum(checked) < len(left)  # several batches; edges inside a cluster skipped

@@ -71,6 +71,15 @@ def union_pairs(parent, left, right):
 
 
 @nb.njit(cache=True)
+def joins_clusters(parent, left, right):
+    """Whether each edge joins two different clusters of the forest so far (the others change nothing)."""
+    out = np.empty(len(left), dtype=np.bool_)
+    for i in range(len(left)):
+        out[i] = find(parent, left[i]) != find(parent, right[i])
+    return out
+
+
+@nb.njit(cache=True)
 def flatten(parent):
     """Point every document straight at its root (the smallest id of its cluster)."""
     for i in range(len(parent)):
@@ -84,11 +93,11 @@ def new_parent(n: int) -> np.ndarray:
 def _group_in_memory(keys: np.ndarray, secondary: np.ndarray | None, ids: np.ndarray) -> Iterator[np.ndarray]:
     if secondary is None:
         order = np.argsort(keys, kind="stable")
-        sec = np.zeros(len(keys), np.uint64)
+        sec = keys = keys[order]  # no secondary key: comparing the key twice costs no memory
     else:
         order = np.lexsort((secondary, keys))
-        sec = secondary[order]
-    yield run_edges(keys[order], sec, ids[order].astype(np.int64))
+        sec, keys = secondary[order], keys[order]
+    yield run_edges(keys, sec, ids[order].astype(np.int64))
 
 
 def group_equal_keys(
@@ -165,11 +174,14 @@ def union_edges(parent: np.ndarray, edges: Iterable[tuple[np.ndarray, np.ndarray
         union_pairs(parent, left.astype(parent.dtype), right.astype(parent.dtype))
 
 
-def unique_edges(edges: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct edges, sorted (encoded as left·total + right while merging).
+def distinct_edges(
+    edges: Iterable[tuple[np.ndarray, np.ndarray]], total: int, limit: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The distinct edges, sorted, in batches of about `limit` (encoded as left·total + right while merging).
 
     Batches (one per band partition: more of them the larger the corpus) are merged into the distinct edges
     once they add up to as many, so the sorting work grows as E log E, not with E times the number of batches.
+    `edges` is read lazily: what the caller does with a batch can change the edges that follow.
     """
     batches: list[np.ndarray] = []  # the distinct edges merged so far, then the batches since
     distinct = pending = 0
@@ -179,8 +191,14 @@ def unique_edges(edges: Iterable[tuple[np.ndarray, np.ndarray]], total: int) -> 
         if pending >= distinct:
             batches = [_merge_unique(batches)]
             distinct, pending = len(batches[0]), 0
-    codes = _merge_unique(batches) if pending else batches[0] if batches else np.zeros(0, np.int64)
-    return codes // max(total, 1), codes % max(total, 1)
+            if distinct >= limit:
+                codes = batches.pop()
+                distinct = 0
+                yield codes // total, codes % total
+    if batches:
+        codes = _merge_unique(batches)
+        if len(codes):
+            yield codes // total, codes % total
 
 
 def _merge_unique(arrays: list[np.ndarray]) -> np.ndarray:
@@ -216,37 +234,36 @@ def edge_jaccard(flat, offsets, left, right):
     return out
 
 
-def members_in_clusters(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ids of documents in clusters of ≥ 2, size of each one's cluster); `parent` must be flat."""
-    is_child = parent != np.arange(len(parent), dtype=parent.dtype)
-    roots_with_children = np.unique(parent[is_child])
-    in_cluster = is_child.copy()
-    in_cluster[roots_with_children] = True
-    members = np.nonzero(in_cluster)[0]
-    roots = parent[members]
-    _, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
-    return members, counts[inverse].astype(np.int64)
+def cluster_roots(parent: np.ndarray, matched: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """Sorted ids of the roots of clusters of ≥ 2 documents and of matched documents' clusters (`parent` flat).
+
+    Read a chunk at a time: one byte per document besides the parent array."""
+    is_root = np.zeros(len(parent), dtype=bool)
+    for start in range(0, len(parent), chunk):
+        roots = parent[start : start + chunk]
+        is_root[roots[roots != np.arange(start, start + len(roots), dtype=parent.dtype)]] = True
+    is_root[parent[matched]] = True
+    return np.flatnonzero(is_root).astype(parent.dtype)
 
 
-def gather(values: Iterator[np.ndarray], wanted: np.ndarray) -> np.ndarray:
-    """values[wanted] for a column read part by part (wanted sorted ascending), without holding the column."""
-    out = []
-    start = 0
-    for chunk in values:
-        stop = start + len(chunk)
-        lo, hi = np.searchsorted(wanted, [start, stop])
-        out.append(chunk[wanted[lo:hi] - start])
-        start = stop
-    return np.concatenate(out) if out else np.zeros(0)
+def cluster_ranks(roots: np.ndarray, parent_chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in the chunk of documents whose root is in `roots`, the rank of that root in `roots`)."""
+    if not len(roots):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rank = np.searchsorted(roots, parent_chunk)
+    found = np.flatnonzero(roots[np.minimum(rank, len(roots) - 1)] == parent_chunk)
+    return found, rank[found]
 
 
-def choose_kept(roots: np.ndarray, members: np.ndarray, keep_values: np.ndarray | None) -> np.ndarray:
-    """Whether each cluster member is the one kept: the largest keep value, ties (and `first`) to the lowest id."""
-    if keep_values is None:
-        return members == roots
-    order = np.lexsort((members, -keep_values, roots))
-    first_of_root = np.ones(len(order), dtype=bool)
-    first_of_root[1:] = roots[order][1:] != roots[order][:-1]
-    kept = np.zeros(len(members), dtype=bool)
-    kept[order[first_of_root]] = True
-    return kept
+@nb.njit(cache=True)
+def best_members(ranks, ids, values, best_id, best_value):
+    """Per cluster, the member with the largest value, ties to the lowest id (members come in id order).
+
+    NaN ranks below every number (as a sort puts it last), so a cluster keeps a NaN member only when all are."""
+    for i in range(len(ranks)):
+        r = ranks[i]
+        v = values[i]
+        b = best_value[r]
+        if best_id[r] < 0 or v > b or (np.isnan(b) and not np.isnan(v)):
+            best_id[r] = ids[i]
+            best_value[r] = v

@@ -3,17 +3,21 @@
 signatures: per input unit, one Parquet part with each document's id hash, keep value and one 64-bit key per
   LSH band (band_000 …), i.e. partitioned by band column-wise.
 cluster: per band, documents with equal keys are unioned (out of core, see cluster.py); clusters of ≥ 2 are
-  written with the kept member marked. With --against, documents sharing a band key with an index document
-  (confirmed by exact Jaccard when both stores keep shingle sets) are duplicates of it: their whole cluster goes.
-filter: a MapStage through the shared runner: looks each document up by its id hash (ids must be unique: the
-  cluster pass refuses shared ids, naming both documents).
+  written with the kept member marked, one part per signatures unit. With --against, documents sharing a band
+  key with an index document (confirmed by exact Jaccard when both stores keep shingle sets) are duplicates of
+  it: their whole cluster goes.
+filter: a MapStage through the shared runner: looks each document up by its id hash in the clusters parts of
+  the units that read its rows (ids must be unique: the cluster pass refuses shared ids, naming both documents).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +26,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.io.errors import InputError, UsageError
-from curate.io.inputs import Columns
+from curate.io.inputs import Columns, Unit
 from curate.io.options import IOOptions
-from curate.io.output import ROW_GROUP_ROWS, OutputDir, ShardWriter, UnitRecord, atomic_open
+from curate.io.output import PLAN, ROW_GROUP_ROWS, OutputDir, ShardInfo, ShardWriter, UnitRecord, atomic_open
 from curate.io.storage import require_local, work_dir_beside
 from curate.params import digest, fingerprint
 from curate.runner import run_map_stage
-from curate.stages.base import MapStage, Pass, StageOutput
+from curate.stages.base import MapStage, Pass, StageOutput, UnitContext
 from curate.stages.dedup import cluster as uf
 from curate.stages.dedup import store
 from curate.stages.dedup.minhash import LshParams, band_keys, permutations, signatures
@@ -189,10 +193,11 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
         edges = (edge for band in my_bands for edge in uf.group_equal_keys(
             ((k, None) for k in store.read_column(parts, band_column(band))), total, params.partition_rows))
         if verify:
-            left, right = uf.unique_edges(edges, total)
-            ok = verified(parts, left, right, header["signature_parameters"]["threshold"])
-            edges = iter([(left[ok], right[ok])])
-        uf.union_edges(parent, edges)
+            threshold = header["signature_parameters"]["threshold"]
+            union_verified(parent, edges, lambda left, right: verified(parts, left, right, threshold),
+                           params.partition_rows)
+        else:
+            uf.union_edges(parent, edges)
         if params.against:
             assert index_header is not None
             verify_index = verify and index_header["signature_parameters"]["verify"]
@@ -201,7 +206,7 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
         uf.flatten(parent)
         children = np.nonzero(parent != np.arange(total, dtype=parent.dtype))[0]
         with atomic_open(edges_path, "wb") as handle:
-            np.savez(handle, child=children, root=parent[children].astype(np.int64), matched=np.nonzero(matched)[0])
+            np.savez(handle, child=children, root=parent[children].astype(np.int64), matched=np.flatnonzero(matched))
     summary = {"stage": "dedup cluster", "output": str(out.path), "documents": total, "task": task, "tasks": count}
     pending = [i for i in range(count) if not (out.path / _edges_name(plan, i, count)).exists()]
     if pending:
@@ -340,79 +345,130 @@ def _index_matches(parts: list[Path], index_parts: list[Path], bands: range, ver
     return np.unique(pairs[:, 0])
 
 
+def union_verified(parent: np.ndarray, edges: Iterable[tuple[np.ndarray, np.ndarray]],
+                   verify: Callable[[np.ndarray, np.ndarray], np.ndarray], batch_edges: int) -> None:
+    """Union the candidate edges that `verify` confirms, checking only edges that would join two clusters.
+
+    An edge between documents that confirmed edges have already joined cannot change the clusters, so it is
+    skipped unchecked; the others are checked in batches of about `batch_edges` distinct edges. The clusters
+    are those of checking every candidate edge, and memory is one batch whatever the corpus (edges are
+    filtered as they are read, so each batch sees the clusters its predecessors confirmed).
+    """
+    def joining(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        joins = uf.joins_clusters(parent, left.astype(parent.dtype), right.astype(parent.dtype))
+        return left[joins], right[joins]
+
+    for left, right in uf.distinct_edges((joining(*edge) for edge in edges), len(parent), batch_edges):
+        ok = verify(left, right)
+        uf.union_pairs(parent, left[ok].astype(parent.dtype), right[ok].astype(parent.dtype))
+
+
 def _write_clusters(out: OutputDir, plan: dict, parts: list[Path], total: int, count: int) -> dict:
     parent = uf.new_parent(total)
-    matched = np.zeros(total, dtype=bool)
+    matched = []
     for i in range(count):
         with np.load(out.path / _edges_name(plan, i, count)) as edges:
             uf.union_pairs(parent, edges["child"].astype(parent.dtype), edges["root"].astype(parent.dtype))
-            matched[edges["matched"]] = True
+            matched.append(edges["matched"])
     uf.flatten(parent)
     keep_rule = store.read_header(parts[0].parent, SIGNATURES)["signature_parameters"]["keep"]
-    return write_clusters(out, plan, parts, parent, keep_rule, matched)
+    return write_clusters(out, plan, parts, parent, keep_rule, np.unique(np.concatenate(matched)))
 
 
 def write_clusters(
     out: OutputDir, plan: dict, parts: list[Path], parent: np.ndarray, keep_rule: str,
     matched: np.ndarray | None = None,
 ) -> dict:
-    """Write the clusters table (documents in clusters of ≥ 2, and documents matching an index) and finish `out`.
+    """Write the clusters table and finish `out`: one part per unit of the signatures store, holding that
+    unit's documents in clusters of ≥ 2 and those matching an index, sorted by id hash.
 
-    `parent` is the flat union-find array; a cluster's id is the id hash of its first document.
+    `parent` is the flat union-find array; a cluster's id is the id hash of its first document (its root, which
+    comes first in compact-id order, so the parts are written in one read of the store). Memory: the parent
+    array, one byte per document, about 40 bytes per cluster, and one part.
     """
     total = len(parent)
-    matched = np.zeros(total, dtype=bool) if matched is None else matched
-    in_index = np.zeros(total, dtype=bool)
-    in_index[parent[matched]] = True  # roots of clusters touching the index
-    members, sizes = uf.members_in_clusters(parent)
-    extra = np.setdiff1d(np.nonzero(matched)[0], members)  # matched singletons
-    if len(extra):
-        members = np.concatenate([members, extra])
-        sizes = np.concatenate([sizes, np.ones(len(extra), np.int64)])
-        order = np.argsort(members, kind="stable")
-        members, sizes = members[order], sizes[order]
-    roots = parent[members].astype(np.int64)
-    values = None if keep_rule == "first" else store_gather(parts, "keep_value", members)
-    kept = uf.choose_kept(roots, members, values) & ~in_index[roots]
+    matched = np.zeros(0, np.int64) if matched is None else matched
+    roots = uf.cluster_roots(parent, matched)
+    sizes = np.zeros(len(roots), np.int64)
+    in_index = np.zeros(len(roots), dtype=bool)  # clusters touching the index: none of their documents is kept
+    in_index[np.searchsorted(roots, parent[matched])] = True
+    starts = np.concatenate([[0], np.cumsum(store.part_rows(parts))])
+    for start, stop in itertools.pairwise(starts):
+        _, ranks = uf.cluster_ranks(roots, parent[start:stop])
+        sizes += np.bincount(ranks, minlength=len(roots))
+    kept_id = roots.astype(np.int64)  # `first`: the root
+    if keep_rule != "first":
+        kept_id = np.full(len(roots), -1, np.int64)
+        best = np.zeros(len(roots))
+        for start, values in zip(starts, store.read_column(parts, "keep_value"), strict=False):
+            found, ranks = uf.cluster_ranks(roots, parent[start : start + len(values)])
+            uf.best_members(ranks, found + start, values[found], kept_id, best)
+        del best
     stats = {
         "documents": total,
-        "documents_in_clusters": int(np.count_nonzero(sizes > 1)),
-        "clusters": int(np.count_nonzero((members == roots) & (sizes > 1))),
-        "duplicates_removed": int(len(members) - np.count_nonzero(kept)),
-        "matched_index": int(np.count_nonzero(matched)),
+        "documents_in_clusters": int(sizes[sizes > 1].sum()),
+        "clusters": int(np.count_nonzero(sizes > 1)),
+        "duplicates_removed": int(sizes.sum() - np.count_nonzero(~in_index)),
+        "matched_index": len(matched),
     }
-    id_hi = store_gather(parts, "id_hi", members).astype(np.uint64)
-    columns = [id_hi, store_gather(parts, "id_lo", members).astype(np.uint64),
-               id_hi[np.searchsorted(members, roots)].view(np.int64), sizes, kept]
-    del id_hi, members, roots, sizes, kept, in_index, values
-    order = np.lexsort((columns[1], columns[0]))  # by id hash; sorted column by column to hold one copy
-    for i, column in enumerate(columns):
-        columns[i] = column[order]
-    del column, order
-    table = pa.table(columns, schema=CLUSTER_SCHEMA)
-    del columns
-    writer = ShardWriter(out, 0, 1 << 62)
-    for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):  # a row group at a time: the writer copies the rest
-        writer.write(table.slice(start, ROW_GROUP_ROWS))
-    record = UnitRecord(0, writer.commit(), {"docs_in": total})
-    out.mark_finished(record)
-    out.finalize(plan, [record], [], 0.0)
-    store.write_header(out.path, {"kind": CLUSTERS, **stats}, plan)
+    root_hi = np.zeros(len(roots), np.uint64)
+    records = []
+    for unit, unit_parts in _parts_by_unit(parts):
+        start = starts[parts.index(unit_parts[0])]
+        ids = pa.concat_tables(pq.read_table(p, columns=["id_hi", "id_lo"]) for p in unit_parts)
+        id_hi = ids.column("id_hi").to_numpy()
+        found, ranks = uf.cluster_ranks(roots, parent[start : start + len(id_hi)])
+        doc = found + start
+        is_root = roots[ranks] == doc
+        root_hi[ranks[is_root]] = id_hi[found[is_root]]  # roots come before their members
+        rows = pa.table([id_hi[found], ids.column("id_lo").to_numpy()[found], root_hi[ranks].view(np.int64),
+                         sizes[ranks], (kept_id[ranks] == doc) & ~in_index[ranks]], schema=CLUSTER_SCHEMA)
+        rows = rows.sort_by([("id_hi", "ascending"), ("id_lo", "ascending")])
+        writer = ShardWriter(out, unit, 1 << 62)
+        for row_group in range(0, max(rows.num_rows, 1), ROW_GROUP_ROWS):  # the writer copies what it holds
+            writer.write(rows.slice(row_group, ROW_GROUP_ROWS))
+        record = UnitRecord(unit, writer.commit(), {"docs_in": len(id_hi)})
+        out.mark_finished(record)
+        records.append(record)
+    out.finalize(plan, records, [], 0.0)
+    store.write_header(out.path, {"kind": CLUSTERS, **stats, "layout": "units",
+                                  "units": _unit_sources(parts[0].parent)}, plan)
     return {**stats, "complete": True}
 
 
-def store_gather(parts: list[Path], column: str, wanted: np.ndarray) -> np.ndarray:
-    return uf.gather(store.read_column(parts, column), wanted)
+def _parts_by_unit(parts: list[Path]) -> list[tuple[int, list[Path]]]:
+    """The store's parts grouped by input unit (part-NNNNN.parquet and its overflow part-NNNNN_MMMM.parquet)."""
+    units: dict[int, list[Path]] = {}
+    for part in parts:
+        units.setdefault(store.part_unit(part), []).append(part)
+    return list(units.items())
+
+
+def _unit_sources(store_dir: Path) -> list[dict] | None:
+    """Each unit of the signatures store as the file rows it read (index, path, size, row_start, row_stop), so
+    that a filter task can load only the clusters parts of its own units; None when the store has no plan."""
+    plan_file = store_dir / PLAN
+    if not plan_file.is_file():
+        return None
+    plan = json.loads(plan_file.read_text())
+    sizes = {entry.get("path"): entry.get("size") for entry in plan.get("inputs", []) if isinstance(entry, dict)}
+    units = plan.get("units", [])
+    if not all(isinstance(u, dict) and "path" in u for u in units):
+        return None
+    return [{"index": u["index"], "path": u["path"], "size": sizes.get(u["path"]), "row_start": u["row_start"],
+             "row_stop": u["row_stop"]} for u in units]
 
 
 class ClusterLookup:
-    """The clusters table in memory (only documents in clusters), searched by 128-bit id hash."""
+    """Rows of the clusters table (only documents in clusters), searched by 128-bit id hash.
 
-    def __init__(self, path: str | Path):
+    `parts` picks some of the table's parts (a filter task's own units); default: all of them."""
+
+    def __init__(self, path: str | Path, parts: list[Path] | None = None):
         store.read_header(path, CLUSTERS)
-        # one part (MinHash) or one per hash partition (exact), each sorted by id hash: searched as one table,
-        # read one column at a time so that loading holds the lookup plus one column (33 bytes per row in all)
-        parts = store.part_files(path)
+        # parts are each sorted by id hash: searched as one table, read one column at a time so that loading
+        # holds the lookup plus one column (33 bytes per row in all)
+        parts = store.part_files(path) if parts is None else parts
         self.keys = np.empty(int(store.part_rows(parts).sum()), [("h", np.uint64), ("l", np.uint64)])
         self.keys["h"] = _column(parts, "id_hi")
         self.keys["l"] = _column(parts, "id_lo")
@@ -430,6 +486,19 @@ class ClusterLookup:
         pos = np.minimum(np.searchsorted(self.keys, _pairs(hi, lo)), len(self.keys) - 1)
         found = (self.hi[pos] == hi) & (self.lo[pos] == lo)
         return np.where(found, pos, -1)
+
+
+def unit_parts(parts: list[Path], header: dict, unit: Unit) -> list[Path] | None:
+    """The clusters parts that can hold the documents of `unit`: those of the signatures units that read
+    overlapping rows of the same file (same path and size). None when no unit did (another spelling of the
+    path, other files, a table not written by unit): then only the whole table is certain to hold them."""
+    if header.get("layout") != "units" or not header.get("units"):
+        return None
+    stop = np.inf if unit.row_stop is None else unit.row_stop
+    picked = {u["index"] for u in header["units"]
+              if u["path"] == unit.file.path and u["size"] == unit.file.size
+              and u["row_start"] < stop and unit.row_start < (np.inf if u["row_stop"] is None else u["row_stop"])}
+    return [p for p in parts if store.part_unit(p) in picked] or None
 
 
 def _column(parts: list[Path], name: str) -> np.ndarray:
@@ -456,19 +525,29 @@ class ClusterFilterStage(MapStage):
         self.kind = kind
         self.name = f"dedup {kind}"
         self.clusters = str(clusters)
-        store.read_header(self.clusters, CLUSTERS)
+        self.header = store.read_header(self.clusters, CLUSTERS)
         self.lookup: ClusterLookup | None = None
+        self.whole_table = False  # whether `lookup` is the whole table (kept for the next unit)
+        self.parts: list[Path] | None = None  # the table's parts, listed once
 
     def identity(self) -> dict:
-        return {"clusters": self.clusters, "clusters_manifest": store.read_header(self.clusters, CLUSTERS)}
+        return {"clusters": self.clusters, "clusters_manifest": self.header}
 
-    def setup(self) -> None:
-        self.lookup = ClusterLookup(self.clusters)
+    def run_unit(self, unit: Unit, context: UnitContext) -> tuple[list[ShardInfo], dict]:
+        """Look documents up in the unit's own clusters parts when the table was written by unit (memory: one
+        unit's rows, whatever the corpus), else in the whole table."""
+        if self.parts is None:
+            self.parts = store.part_files(self.clusters)
+        parts = unit_parts(self.parts, self.header, unit)
+        if parts is not None:
+            self.lookup, self.whole_table = ClusterLookup(self.clusters, parts), False
+        elif not self.whole_table:
+            self.lookup = None
+        return super().run_unit(unit, context)
 
     def process(self, batch: pa.RecordBatch, columns: Columns) -> StageOutput:
         if self.lookup is None:
-            self.setup()
-        assert self.lookup is not None
+            self.lookup, self.whole_table = ClusterLookup(self.clusters), True
         hi, lo = store.document_ids(batch, columns, "input")
         row = self.lookup.find(hi, lo)
         hit = row >= 0

@@ -73,7 +73,8 @@ class SignatureParams(NormalizeParams):
 class ClusterParams:
     against: str | None = option(None, "Signature index (a `dedup minhash signatures` output) to dedup against.")
     partition_rows: int = option(
-        1 << 24, "Band rows grouped in memory at once; larger bands are partitioned on disk.", fingerprint=False
+        1 << 24, "Band rows grouped in memory at once (larger bands are partitioned on disk), and the most "
+        "candidate pairs verified at once.", fingerprint=False
     )
 
 

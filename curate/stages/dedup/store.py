@@ -77,7 +77,7 @@ def read_header(path: str | Path, kind: str) -> dict:
 
 def part_files(path: str | Path) -> list[Path]:
     """The parts of a finished store, in compact-id order."""
-    parts = sorted(Path(path).glob("part-*.parquet"))
+    parts = sorted(Path(path).glob("part-*.parquet"), key=lambda p: (part_unit(p), p.name))  # 100000 after 99999
     if not parts:
         raise UsageError(f"{path}: no part-*.parquet files")
     return parts
@@ -87,6 +87,11 @@ def read_column(parts: list[Path], column: str) -> Iterator[np.ndarray]:
     """One column of every part, part by part (bounded memory), as numpy arrays."""
     for part in parts:
         yield pq.read_table(part, columns=[column]).column(0).to_numpy()
+
+
+def part_unit(part: Path) -> int:
+    """The input unit a part holds: part-NNNNN.parquet and its overflow parts part-NNNNN_MMMM.parquet."""
+    return int(part.name[len("part-") :].split(".")[0].split("_")[0])
 
 
 def part_rows(parts: list[Path]) -> np.ndarray:
@@ -115,7 +120,7 @@ def locate(store_dir: Path, parts: list[Path], doc: int) -> Location:
     """
     plan = json.loads((store_dir / PLAN).read_text())
     io = plan["parameters"]["io"]
-    unit_of_part = np.array([int(p.name[len("part-"):len("part-") + 5]) for p in parts])
+    unit_of_part = np.array([part_unit(p) for p in parts])
     starts = np.concatenate([[0], np.cumsum(part_rows(parts))])
     unit_index = int(unit_of_part[np.searchsorted(starts, doc, side="right") - 1])
     offset = doc - int(starts[np.argmax(unit_of_part == unit_index)])
