@@ -267,3 +267,17 @@ def test_normalization_kernel_matches_the_documented_rules_on_real_multilingual_
     texts += pl.read_parquet(shared_data / "spamassassin" / "emails.parquet")["text"].to_list()[:100]
     got = normalize(pa.array(texts), Normalization()).to_pylist()
     assert got == [_reference_normalize(t) for t in texts]
+
+
+def test_store_parts_are_in_unit_order_past_five_digits(tmp_path):
+    """Compact ids follow unit order: unit 100000 comes after unit 99999, overflow parts after their unit."""
+    from curate.stages.dedup import store
+
+    names = ["part-100000.parquet", "part-99999.parquet", "part-00003_0001.parquet", "part-00003.parquet",
+             "part-10000.parquet"]
+    for name in names:
+        (tmp_path / name).touch()
+    assert [p.name for p in store.part_files(tmp_path)] == [
+        "part-00003.parquet", "part-00003_0001.parquet", "part-10000.parquet", "part-99999.parquet",
+        "part-100000.parquet"]
+    assert [store.part_unit(p) for p in store.part_files(tmp_path)] == [3, 3, 10000, 99999, 100000]
