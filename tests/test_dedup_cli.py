@@ -165,6 +165,14 @@ def test_against_an_index_removes_documents_seen_before(emails, tmp_path):
     assert set(kept["id"]) <= {f"new-{i}" for i in source["id"][400:600]}
     run("dedup", "minhash", new, "-o", tmp_path / "bad", "--against", tmp_path / "index", "--num-perm", 64, "-q",
         code=2)
+    # the corpus's and the index's band keys grouped on disk, partition by partition: the same matches
+    work = tmp_path / "partitioned"
+    run("dedup", "minhash", "signatures", new, "-o", work / "sigs", "-q")
+    on_disk = run("dedup", "minhash", "cluster", work / "sigs", "-o", work / "clusters", "--against",
+                  tmp_path / "index", "--partition-rows", 64, "--json", "-q")
+    assert on_disk["matched_index"] == summary["cluster"]["matched_index"]
+    run("dedup", "minhash", "filter", new, "--clusters", work / "clusters", "-o", work / "out", "-q")
+    assert read(work / "out").equals(kept)
 
 
 def test_exact_dedup_by_text_url_and_normalized(tmp_path):

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +187,7 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
         if task == 0:
             store.check_unique_ids(Path(sig_dir), parts, params.partition_rows)
         parent = uf.new_parent(total)
-        matched = np.zeros(total, dtype=bool)
+        matched = np.zeros(0, dtype=bool)  # with --against: which documents match the index
         verify = header["signature_parameters"]["verify"]
         my_bands = range(task, header["bands"], count)
         edges = (edge for band in my_bands for edge in uf.group_equal_keys(
@@ -202,7 +202,8 @@ def cluster_signatures(params: ClusterParams, sig_dir: str | Path, out_path: str
             assert index_header is not None
             verify_index = verify and index_header["signature_parameters"]["verify"]
             threshold = header["signature_parameters"]["threshold"]
-            matched[_index_matches(parts, store.part_files(params.against), my_bands, verify_index, threshold)] = True
+            matched = _index_matches(parts, store.part_files(params.against), my_bands, verify_index, threshold,
+                                     params.partition_rows)
         uf.flatten(parent)
         children = np.nonzero(parent != np.arange(total, dtype=parent.dtype))[0]
         with atomic_open(edges_path, "wb") as handle:
@@ -321,28 +322,37 @@ def verified(parts: list[Path], left: np.ndarray, right: np.ndarray, threshold: 
 
 
 def _index_matches(parts: list[Path], index_parts: list[Path], bands: range, verify: bool,
-                   threshold: float) -> np.ndarray:
-    """Compact ids of corpus documents that share a band key with an index document (and, with verify, whose
-    exact Jaccard with that index document reaches the threshold)."""
-    corpus_docs, index_docs = [], []
-    for band in bands:
-        column = band_column(band)
-        index_keys = np.concatenate(list(store.read_column(index_parts, column)))
-        order = np.argsort(index_keys, kind="stable")
-        sorted_keys = index_keys[order]
-        keys = np.concatenate(list(store.read_column(parts, column)))
-        if not len(sorted_keys):
-            continue
-        pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-        hit = (sorted_keys[pos] == keys) & (keys != uf.NO_KEY)
-        corpus_docs.append(np.nonzero(hit)[0])
-        index_docs.append(order[pos[hit]])
-    if not corpus_docs:
-        return np.zeros(0, np.int64)
-    pairs = np.unique(np.stack([np.concatenate(corpus_docs), np.concatenate(index_docs)], axis=1), axis=0)
-    if verify and len(pairs):
-        pairs = pairs[verified(parts, pairs[:, 0], pairs[:, 1], threshold, index_parts)]
-    return np.unique(pairs[:, 0])
+                   threshold: float, partition_rows: int) -> np.ndarray:
+    """Whether each corpus document shares a band key with an index document (and, with verify, has exact
+    Jaccard ≥ threshold with the first index document with that key).
+
+    Each band's keys of the corpus (ids 0…N−1) and the index (ids N…) are grouped together, out of core as the
+    corpus's own bands are, and the distinct pairs are verified in batches of at most `partition_rows`: memory
+    is one band partition and one batch, whatever the two stores' sizes."""
+    total = int(store.part_rows(parts).sum())
+    index_total = int(store.part_rows(index_parts).sum())
+    matched = np.zeros(total, dtype=bool)
+
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for band in bands:
+            column = band_column(band)
+            keys = itertools.chain(store.read_column(parts, column), store.read_column(index_parts, column))
+            for left, right in uf.group_equal_keys(((k, None) for k in keys), total + index_total, partition_rows):
+                # a group's edges run from its first document (the smallest id: a corpus document, if the group
+                # has any) to each other member in id order: its first edge into the index names the first index
+                # document with the key
+                into_index = (left < total) & (right >= total)  # groups of index documents only: no match
+                firsts, first_edge = np.unique(left[into_index], return_index=True)
+                first_index = right[into_index][first_edge] - total
+                within = right < total
+                at = np.minimum(np.searchsorted(firsts, left[within]), max(len(firsts) - 1, 0))
+                hit = (firsts[at] == left[within]) if len(firsts) else np.zeros(int(within.sum()), bool)
+                yield np.concatenate([firsts, right[within][hit]]), np.concatenate([first_index, first_index[at[hit]]])
+
+    for corpus, index in uf.distinct_edges(pairs(), max(index_total, 1), partition_rows):
+        ok = verified(parts, corpus, index, threshold, index_parts) if verify else slice(None)
+        matched[corpus[ok]] = True
+    return matched
 
 
 def union_verified(parent: np.ndarray, edges: Iterable[tuple[np.ndarray, np.ndarray]],
