@@ -3,12 +3,12 @@
 Writes a signatures store in the format of `curate dedup minhash signatures` (docs/dedup-format.md: 12 × 9
 band keys of the default 0.8/112 parameters, shingle sets for --verify, and the `_plan.json` whose units the
 cluster pass records for the filter) with planted duplicate clusters, plus matching document shards (ids
-whose hashes are the store's id_hi/id_lo, a short text), part by part (never the whole store in memory). Cluster sizes are Zipf-like (P(size = k) ∝ k^-a, a = 3 by default: about 61% of
-documents are singletons, 27% of documents are duplicates, the largest clusters hold thousands). The first
-document of a cluster has all its cluster's band keys; every other member shares each band key with
-probability 1/2 (at least one), so members are joined only through unions across bands (and across array
-tasks, which take every N-th band). Decoy pairs of singletons share one band key but have disjoint shingle
-sets: verification must keep them apart.
+whose hashes are the store's id_hi/id_lo, a short text), part by part (never the whole store in memory).
+Cluster sizes are Zipf-like (P(size = k) ∝ k^-a, a = 3 by default: about 61% of documents are singletons,
+27% of documents are duplicates, the largest clusters hold thousands). The first document of a cluster has
+all its cluster's band keys; every other member shares each band key with probability 1/2 (at least one), so
+members are joined only through unions across bands (and across array tasks, which take every N-th band).
+Decoy pairs of singletons share one band key but have disjoint shingle sets: verification must keep them apart.
 
 Then runs the real `curate dedup minhash cluster` (with 1 task and with N array tasks run one after another,
 `--num-shards N --shard-index i`) and `curate dedup minhash filter`, each pass and each task in its own process,
@@ -148,7 +148,6 @@ def generate(plan: Plan, root: Path, docs: int, part_rows: int, set_size: int, s
         names = ids(start, stop)
         text = pa.array(np.char.add("synthetic document ", np.arange(start, stop).astype(str)))
         pq.write_table(pa.table({"id": names, "text": text}), documents / f"part-{part:05d}.parquet")
-    write_plan(root, docs, part_rows)
     header = {"kind": "signatures", "signature_parameters": fingerprint(params), "bands": lsh.bands,
               "rows": lsh.rows, "normalization": params.normalization().describe(), "documents": docs}
     store.write_header(sigs, header, {"generated": "scripts/bench_scale.py", "documents": docs, "seed": seed})

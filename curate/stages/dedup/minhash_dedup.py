@@ -423,8 +423,8 @@ def write_clusters(
     }
     root_hi = np.zeros(len(roots), np.uint64)
     records = []
-    for unit, unit_parts in _parts_by_unit(parts):
-        start = starts[parts.index(unit_parts[0])]
+    start = 0
+    for unit, unit_parts in _parts_by_unit(parts).items():
         ids = pa.concat_tables(pq.read_table(p, columns=["id_hi", "id_lo"]) for p in unit_parts)
         id_hi = ids.column("id_hi").to_numpy()
         found, ranks = uf.cluster_ranks(roots, parent[start : start + len(id_hi)])
@@ -440,18 +440,19 @@ def write_clusters(
         record = UnitRecord(unit, writer.commit(), {"docs_in": len(id_hi)})
         out.mark_finished(record)
         records.append(record)
+        start += len(id_hi)
     out.finalize(plan, records, [], 0.0)
     store.write_header(out.path, {"kind": CLUSTERS, **stats, "layout": "units",
                                   "units": _unit_sources(parts[0].parent)}, plan)
     return {**stats, "complete": True}
 
 
-def _parts_by_unit(parts: list[Path]) -> list[tuple[int, list[Path]]]:
+def _parts_by_unit(parts: list[Path]) -> dict[int, list[Path]]:
     """The store's parts grouped by input unit (part-NNNNN.parquet and its overflow part-NNNNN_MMMM.parquet)."""
     units: dict[int, list[Path]] = {}
     for part in parts:
         units.setdefault(store.part_unit(part), []).append(part)
-    return list(units.items())
+    return units
 
 
 def _unit_sources(store_dir: Path) -> list[dict] | None:
@@ -461,12 +462,8 @@ def _unit_sources(store_dir: Path) -> list[dict] | None:
     if not plan_file.is_file():
         return None
     plan = json.loads(plan_file.read_text())
-    sizes = {entry.get("path"): entry.get("size") for entry in plan.get("inputs", []) if isinstance(entry, dict)}
-    units = plan.get("units", [])
-    if not all(isinstance(u, dict) and "path" in u for u in units):
-        return None
-    return [{"index": u["index"], "path": u["path"], "size": sizes.get(u["path"]), "row_start": u["row_start"],
-             "row_stop": u["row_stop"]} for u in units]
+    sizes = {entry["path"]: entry["size"] for entry in plan["inputs"]}
+    return [{**unit, "size": sizes.get(unit["path"])} for unit in plan["units"]]
 
 
 class ClusterLookup:
@@ -498,17 +495,24 @@ class ClusterLookup:
         return np.where(found, pos, -1)
 
 
-def unit_parts(parts: list[Path], header: dict, unit: Unit) -> list[Path] | None:
-    """The clusters parts that can hold the documents of `unit`: those of the signatures units that read
-    overlapping rows of the same file (same path and size). None when no unit did (another spelling of the
-    path, other files, a table not written by unit): then only the whole table is certain to hold them."""
-    if header.get("layout") != "units" or not header.get("units"):
-        return None
-    stop = np.inf if unit.row_stop is None else unit.row_stop
-    picked = {u["index"] for u in header["units"]
-              if u["path"] == unit.file.path and u["size"] == unit.file.size
-              and u["row_start"] < stop and unit.row_start < (np.inf if u["row_stop"] is None else u["row_stop"])}
-    return [p for p in parts if store.part_unit(p) in picked] or None
+class UnitParts:
+    """Which parts of a clusters table written by unit can hold a filter unit's documents: those of the
+    signatures units that read overlapping rows of the same file (same path and size)."""
+
+    def __init__(self, clusters: str | Path, header: dict):
+        self.parts = _parts_by_unit(store.part_files(clusters))
+        self.units_of_file: dict[tuple[str, int], list[dict]] = {}
+        by_unit = header.get("layout") == "units" and header.get("units")
+        for unit in by_unit or []:
+            self.units_of_file.setdefault((unit["path"], unit["size"]), []).append(unit)
+
+    def __call__(self, unit: Unit) -> list[Path] | None:
+        """The parts, or None when no signatures unit read this file (another spelling of the path, other
+        files, a table not written by unit): then only the whole table is certain to hold its documents."""
+        stop = np.inf if unit.row_stop is None else unit.row_stop
+        picked = [u["index"] for u in self.units_of_file.get((unit.file.path, unit.file.size), [])
+                  if u["row_start"] < stop and unit.row_start < (np.inf if u["row_stop"] is None else u["row_stop"])]
+        return [p for index in picked for p in self.parts.get(index, [])] or None
 
 
 def _column(parts: list[Path], name: str) -> np.ndarray:
@@ -538,7 +542,7 @@ class ClusterFilterStage(MapStage):
         self.header = store.read_header(self.clusters, CLUSTERS)
         self.lookup: ClusterLookup | None = None
         self.whole_table = False  # whether `lookup` is the whole table (kept for the next unit)
-        self.parts: list[Path] | None = None  # the table's parts, listed once
+        self.unit_parts: UnitParts | None = None  # built on the first unit
 
     def identity(self) -> dict:
         return {"clusters": self.clusters, "clusters_manifest": self.header}
@@ -546,9 +550,9 @@ class ClusterFilterStage(MapStage):
     def run_unit(self, unit: Unit, context: UnitContext) -> tuple[list[ShardInfo], dict]:
         """Look documents up in the unit's own clusters parts when the table was written by unit (memory: one
         unit's rows, whatever the corpus), else in the whole table."""
-        if self.parts is None:
-            self.parts = store.part_files(self.clusters)
-        parts = unit_parts(self.parts, self.header, unit)
+        if self.unit_parts is None:
+            self.unit_parts = UnitParts(self.clusters, self.header)
+        parts = self.unit_parts(unit)
         if parts is not None:
             self.lookup, self.whole_table = ClusterLookup(self.clusters, parts), False
         elif not self.whole_table:
